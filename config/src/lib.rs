@@ -1,0 +1,375 @@
+//! Typed configuration shared by every Potok role.
+//!
+//! Data enters as an optional TOML file plus `POTOK_SECTION__FIELD=value` environment
+//! overrides ([`load`]); it leaves as a validated [`Config`] that the binary hands to each role,
+//! or as a [`ConfigError`] whose every line names the field's path (`edge.cache.max_bytes`)
+//! and why it was refused. Secrets ([`Secret`], [`DatabaseUrl`] passwords) print as
+//! `<redacted>`, so the effective configuration can always be shown.
+//!
+//! Every struct is `#[serde(default)]` (a missing field takes its documented default) and
+//! `#[serde(deny_unknown_fields)]` (a typo is an error, not a silently ignored setting).
+
+#![forbid(unsafe_code)]
+
+mod load;
+mod secret;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use load::{ConfigError, ENV_PREFIX, FieldError, load, load_str};
+pub use secret::{DatabaseUrl, REDACTED, Secret};
+pub use units::{ByteSize, HumanDuration, ListenAddr};
+
+/// A role a Potok process can run. `potok all` runs all three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Ingest, packaging and the origin HTTP API that edges pull from.
+    Origin,
+    /// The viewer-facing caching HTTP server.
+    Edge,
+    /// REST API, scheduling, accounts and the streamer economy.
+    ControlPlane,
+}
+
+impl Role {
+    /// Every role, in start-up order (dependencies first).
+    pub const ALL: [Role; 3] = [Role::ControlPlane, Role::Origin, Role::Edge];
+
+    /// The role's name as used in metrics labels, logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+            Role::ControlPlane => "control-plane",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The whole configuration of one Potok process.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's identity and where it keeps state.
+    pub node: NodeConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Limits shared by every HTTP listener of every role.
+    pub http: HttpConfig,
+    /// The origin role: ingest and packaging.
+    pub origin: OriginConfig,
+    /// The edge role: viewer-facing cache.
+    pub edge: EdgeConfig,
+    /// The control-plane role.
+    pub control_plane: ControlPlaneConfig,
+    /// How nodes of a cluster find and trust each other.
+    pub cluster: ClusterConfig,
+}
+
+/// This node's identity and state directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name in logs, metrics and the control plane's node registry
+    /// (letters, digits, `.`, `_`, `-`; at most 63 characters).
+    #[serde(deserialize_with = "lenient_string")]
+    pub name: String,
+    /// Directory for the embedded database, local object storage and recordings. Created
+    /// at start when missing; relative paths are relative to the working directory.
+    pub data_dir: PathBuf,
+    /// Host name or IP that streamers and viewers use to reach this node; used in the URLs
+    /// the node prints and hands out (ingest URLs, playback URLs).
+    #[serde(deserialize_with = "lenient_string")]
+    pub public_host: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "potok".into(),
+            data_dir: PathBuf::from("data"),
+            public_host: "localhost".into(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Default filter in `tracing` directive syntax (`info`, `potok_origin=debug,info`).
+    /// The `POTOK_LOG` or `RUST_LOG` environment variable, when set, takes precedence.
+    #[serde(deserialize_with = "lenient_string")]
+    pub filter: String,
+    /// `text` for people, `json` (one object per line) for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Graceful shutdown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGINT/SIGTERM, how long in-flight requests and sessions get to finish before
+    /// the process exits anyway. A second signal exits at once.
+    pub drain_timeout: HumanDuration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout: HumanDuration::secs(10),
+        }
+    }
+}
+
+/// Limits applied to every HTTP listener (origin API, edge, control plane).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Most connections one listener keeps open; further clients wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
+    /// Time a client has to send a request's complete headers (slowloris guard).
+    pub header_read_timeout: HumanDuration,
+    /// Largest request head (request line + headers) accepted.
+    pub max_header_bytes: ByteSize,
+    /// How long `/readyz` waits for each dependency check before calling it failed.
+    pub readiness_timeout: HumanDuration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 10_000,
+            header_read_timeout: HumanDuration::secs(10),
+            max_header_bytes: ByteSize::kib(64),
+            readiness_timeout: HumanDuration::secs(2),
+        }
+    }
+}
+
+/// The origin role.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Origin HTTP API (playlists and media for edges, health and metrics).
+    pub http_listen: ListenAddr,
+    /// RTMP ingest (TCP). Not bound yet: RTMP ingest arrives with the media core.
+    pub rtmp_listen: ListenAddr,
+    /// SRT ingest (UDP). Not bound yet: SRT ingest arrives with ingest breadth.
+    pub srt_listen: ListenAddr,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig {
+            http_listen: any_ipv4(8081),
+            rtmp_listen: any_ipv4(1935),
+            srt_listen: any_ipv4(9000),
+        }
+    }
+}
+
+/// The edge role.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Plain HTTP for viewers (and health and metrics).
+    pub http_listen: ListenAddr,
+    /// HTTPS (HTTP/1.1 + HTTP/2, TCP) and HTTP/3 (UDP) for viewers. Not bound yet: TLS and
+    /// HTTP/3 arrive with the edge cache.
+    pub https_listen: ListenAddr,
+    /// TLS certificate for the HTTPS and HTTP/3 listeners.
+    pub tls: TlsConfig,
+    /// The media cache.
+    pub cache: CacheConfig,
+    /// The origins this edge pulls from.
+    pub upstream: UpstreamConfig,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            http_listen: any_ipv4(8080),
+            https_listen: any_ipv4(8443),
+            tls: TlsConfig::default(),
+            cache: CacheConfig::default(),
+            upstream: UpstreamConfig::default(),
+        }
+    }
+}
+
+/// A certificate and its private key, as PEM files. Set both or neither.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the leaf certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The edge's in-memory media cache.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most bytes of playlists, init segments, parts and segments held in memory.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: ByteSize::mib(512),
+        }
+    }
+}
+
+/// Where an edge pulls media from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URLs of origin HTTP APIs (`http://origin-1:8081`). Empty in `potok all` means
+    /// the origin in the same process; required when the edge runs alone.
+    pub origins: Vec<String>,
+    /// Time allowed to open a TCP connection to an origin.
+    pub connect_timeout: HumanDuration,
+    /// Time allowed for an origin to answer a request once connected.
+    pub read_timeout: HumanDuration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            origins: Vec::new(),
+            connect_timeout: HumanDuration::secs(2),
+            read_timeout: HumanDuration::secs(5),
+        }
+    }
+}
+
+/// The control-plane role.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// REST API, health and metrics.
+    pub listen: ListenAddr,
+    /// The database.
+    pub database: DatabaseConfig,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        ControlPlaneConfig {
+            listen: any_ipv4(8090),
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+/// The control plane's database.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (embedded) or `postgres://user:password@host:port/db` (clustered).
+    /// Unset means SQLite at `potok.db` inside `node.data_dir`.
+    pub url: Option<DatabaseUrl>,
+    /// Most pooled connections to the database.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 16,
+        }
+    }
+}
+
+/// Trust between the nodes of a cluster.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Shared secret origins and edges present when they register with the control plane
+    /// (at least 16 characters). Never printed.
+    pub secret: Option<Secret>,
+    /// Base URL of the control plane (`http://control:8090`) for origins and edges that run
+    /// apart from it. Unset in `potok all`, where the control plane is in the same process.
+    pub control_plane_url: Option<String>,
+}
+
+impl Config {
+    /// The effective configuration as TOML, with every secret shown as `<redacted>`.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serialization of these plain structs cannot fail: every map key is a string and
+        // every value a TOML-representable type.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// A wildcard IPv4 listen address on `port`: the built-in defaults.
+fn any_ipv4(port: u16) -> ListenAddr {
+    ListenAddr(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+}
+
+/// Deserializes a string, also accepting a bare number or boolean so that an environment
+/// override like `POTOK_NODE__NAME=1234` works for a text field.
+pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
+}

@@ -1,0 +1,232 @@
+//! Limits and cross-field rules that types alone cannot express. Every problem is reported,
+//! not only the first, each under the path of the field to change.
+
+use std::time::Duration;
+
+use crate::{ByteSize, Config, ConfigError, FieldError, ListenAddr, Role};
+
+impl Config {
+    /// Checks limits and cross-field rules for a process that runs `roles`.
+    pub fn validate(&self, roles: &[Role]) -> Result<(), ConfigError> {
+        let mut v = Problems::default();
+        let runs = |r: Role| roles.contains(&r);
+
+        let name = &self.node.name;
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            v.add(
+                "node.name",
+                format!("expected 1-63 letters, digits, '.', '_' or '-', got {name:?}"),
+            );
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            v.add("node.data_dir", "must not be empty");
+        }
+        let host = &self.node.public_host;
+        if host.is_empty() || host.contains(['/', ' ', '?', '#', '@']) {
+            v.add(
+                "node.public_host",
+                format!("expected a host name or IP, got {host:?}"),
+            );
+        }
+
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {
+            v.add(
+                "log.filter",
+                format!(
+                    "not a valid filter ({e}), expected e.g. \"info\" or \"potok_edge=debug,info\""
+                ),
+            );
+        }
+
+        v.duration(
+            "shutdown.drain_timeout",
+            self.shutdown.drain_timeout.get(),
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+        );
+
+        if !(1..=1_000_000).contains(&self.http.max_connections) {
+            v.add(
+                "http.max_connections",
+                format!("expected 1 to 1000000, got {}", self.http.max_connections),
+            );
+        }
+        v.duration(
+            "http.header_read_timeout",
+            self.http.header_read_timeout.get(),
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        );
+        v.size(
+            "http.max_header_bytes",
+            self.http.max_header_bytes,
+            ByteSize::kib(4),
+            ByteSize::mib(1),
+        );
+        v.duration(
+            "http.readiness_timeout",
+            self.http.readiness_timeout.get(),
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        );
+
+        if runs(Role::Edge) {
+            v.size(
+                "edge.cache.max_bytes",
+                self.edge.cache.max_bytes,
+                ByteSize::mib(1),
+                ByteSize(u64::MAX),
+            );
+            match (&self.edge.tls.cert_file, &self.edge.tls.key_file) {
+                (Some(_), None) => v.add(
+                    "edge.tls.key_file",
+                    "must be set when edge.tls.cert_file is",
+                ),
+                (None, Some(_)) => v.add(
+                    "edge.tls.cert_file",
+                    "must be set when edge.tls.key_file is",
+                ),
+                _ => {}
+            }
+            let up = &self.edge.upstream;
+            if up.origins.is_empty() && !runs(Role::Origin) {
+                v.add("edge.upstream.origins", "at least one origin URL is required when the edge runs without an origin in the same process");
+            }
+            for (i, url) in up.origins.iter().enumerate() {
+                if let Err(why) = check_http_url(url) {
+                    v.add(&format!("edge.upstream.origins[{i}]"), why);
+                }
+            }
+            v.duration(
+                "edge.upstream.connect_timeout",
+                up.connect_timeout.get(),
+                Duration::from_millis(1),
+                Duration::from_secs(60),
+            );
+            v.duration(
+                "edge.upstream.read_timeout",
+                up.read_timeout.get(),
+                Duration::from_millis(1),
+                Duration::from_secs(600),
+            );
+        }
+
+        if runs(Role::ControlPlane) {
+            if let Some(url) = &self.control_plane.database.url {
+                match url.scheme() {
+                    Some("sqlite" | "postgres" | "postgresql") => {}
+                    _ => v.add(
+                        "control_plane.database.url",
+                        format!("expected sqlite://PATH or postgres://USER@HOST/DB, got {url}"),
+                    ),
+                }
+            }
+            if self.control_plane.database.max_connections == 0 {
+                v.add(
+                    "control_plane.database.max_connections",
+                    "must be at least 1",
+                );
+            }
+        }
+
+        if let Some(secret) = &self.cluster.secret
+            && secret.expose().chars().count() < 16
+        {
+            v.add("cluster.secret", "must be at least 16 characters");
+        }
+        if let Some(url) = &self.cluster.control_plane_url
+            && let Err(why) = check_http_url(url)
+        {
+            v.add("cluster.control_plane_url", why);
+        }
+
+        // Two listeners of this process on one port would fail at bind time with a less
+        // helpful message; say which fields collide instead.
+        let mut listeners: Vec<(&str, ListenAddr, bool)> = Vec::new();
+        if runs(Role::Origin) {
+            listeners.push(("origin.http_listen", self.origin.http_listen, true));
+            listeners.push(("origin.rtmp_listen", self.origin.rtmp_listen, true));
+            listeners.push(("origin.srt_listen", self.origin.srt_listen, false));
+        }
+        if runs(Role::Edge) {
+            listeners.push(("edge.http_listen", self.edge.http_listen, true));
+            listeners.push(("edge.https_listen", self.edge.https_listen, true));
+        }
+        if runs(Role::ControlPlane) {
+            listeners.push(("control_plane.listen", self.control_plane.listen, true));
+        }
+        for (i, (a_name, a, a_tcp)) in listeners.iter().enumerate() {
+            for (b_name, b, b_tcp) in &listeners[i + 1..] {
+                if a_tcp == b_tcp && a.conflicts_with(*b) {
+                    v.add(
+                        b_name,
+                        format!("port {} is already used by {a_name}", b.get().port()),
+                    );
+                }
+            }
+        }
+
+        v.finish()
+    }
+}
+
+/// Checks that `url` is an absolute `http://` URL with a host (nodes talk plain HTTP inside
+/// a cluster; TLS is for viewers and streamers).
+fn check_http_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("expected a URL like \"http://origin-1:8081\", got {url:?}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(a)) if !a.host().is_empty() => Ok(()),
+        _ => Err(format!(
+            "expected a URL like \"http://origin-1:8081\", got {url:?}"
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, d: Duration, min: Duration, max: Duration) {
+        if d < min || d > max {
+            self.add(
+                path,
+                format!(
+                    "expected between {} and {}, got {}",
+                    crate::HumanDuration(min),
+                    crate::HumanDuration(max),
+                    crate::HumanDuration(d)
+                ),
+            );
+        }
+    }
+
+    fn size(&mut self, path: &str, s: ByteSize, min: ByteSize, max: ByteSize) {
+        if s < min {
+            self.add(path, format!("expected at least {min}, got {s}"));
+        } else if s > max {
+            self.add(path, format!("expected at most {max}, got {s}"));
+        }
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(self.0))
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! One HTTP listener: HTTP/1.1 and HTTP/2 (prior knowledge) on a bound TCP socket, serving an
+//! `axum::Router`.
+//!
+//! Limits: a connection permit is taken *before* `accept`, so at most `max_connections`
+//! sockets are open and the rest wait in the kernel's backlog; request heads must arrive
+//! within `header_read_timeout` and fit in `max_header_bytes`. On shutdown the listener is
+//! closed at once and open connections finish their in-flight requests (HTTP/1.1 keep-alive
+//! is turned off, HTTP/2 gets GOAWAY); the caller bounds the wait with the drain deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use potok_config::{HttpConfig, ListenAddr, Role};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Per-listener limits, from [`HttpConfig`].
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Time allowed to receive a request head.
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+}
+
+impl From<&HttpConfig> for HttpLimits {
+    fn from(c: &HttpConfig) -> Self {
+        HttpLimits {
+            max_connections: c.max_connections,
+            header_read_timeout: c.header_read_timeout.get(),
+            max_header_bytes: usize::try_from(c.max_header_bytes.bytes()).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{role}: cannot listen on {addr} ({field}): {source}")]
+pub struct BindError {
+    /// The role whose listener failed.
+    pub role: Role,
+    /// The configuration field that holds the address.
+    pub field: &'static str,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+/// A role's bound HTTP listener and the router it serves. Binding and serving are separate
+/// steps so that every role of a process is bound (and every port known) before any serves.
+pub struct RoleServer {
+    role: Role,
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+}
+
+impl RoleServer {
+    /// Binds `addr` (named `field` in the configuration) for `role`.
+    pub async fn bind(
+        role: Role,
+        field: &'static str,
+        addr: ListenAddr,
+        router: Router,
+        limits: HttpLimits,
+    ) -> Result<Self, BindError> {
+        let listener = TcpListener::bind(addr.get())
+            .await
+            .map_err(|source| BindError {
+                role,
+                field,
+                addr: addr.get(),
+                source,
+            })?;
+        Ok(RoleServer {
+            role,
+            listener,
+            router,
+            limits,
+        })
+    }
+
+    /// The role this listener serves.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The bound address (with the real port when the configuration asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TcpListener always has a local address; the fallback is never reached.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting and waits for open
+    /// connections to finish their requests. Bound the wait from outside.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let RoleServer {
+            role,
+            listener,
+            router,
+            limits,
+        } = self;
+        let addr = listener.local_addr().ok();
+        let span = info_span!("http", role = role.as_str(), addr = ?addr);
+        serve(listener, router, limits, shutdown)
+            .instrument(span)
+            .await;
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    let builder = Arc::new(builder);
+
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        tokio::spawn(
+            async move {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            }
+            .instrument(info_span!("conn", %peer)),
+        );
+    }
+    drop(listener);
+    info!("stopped accepting; draining open connections");
+    graceful.shutdown().await;
+    info!("drained");
+}

@@ -1,0 +1,149 @@
+//! What each CLI command does, with its exit code. Exit codes follow sysexits: 64 for a bad
+//! command line or configuration, 1 when a role cannot start, 128+N after a second signal N.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use potok_config::{Config, ConfigError, Role};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::App;
+
+/// Exit code for a bad command line or configuration (`EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+
+/// The configuration file used when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG: &str = "config/potok.toml";
+
+/// Which file to read: the one asked for, else `config/potok.toml` when present, else none
+/// (built-in defaults).
+pub fn config_path(asked: Option<PathBuf>) -> Option<PathBuf> {
+    asked.or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG);
+        p.is_file().then_some(p)
+    })
+}
+
+fn load(path: Option<&Path>, roles: &[Role]) -> Result<Config, ConfigError> {
+    potok_config::load(path, std::env::vars(), roles)
+}
+
+fn report_config_error(path: Option<&Path>, e: &ConfigError) {
+    let source = path.map_or_else(
+        || "built-in defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    eprintln!("potok: invalid configuration ({source}):");
+    for line in e.to_string().lines() {
+        eprintln!("  {line}");
+    }
+}
+
+/// `potok config check FILE`: validates `file` (plus `POTOK_*` overrides) for `roles` and
+/// prints the effective configuration with secrets redacted.
+#[allow(clippy::print_stdout)] // the effective configuration is this command's output
+pub fn config_check(file: &Path, roles: &[Role]) -> ExitCode {
+    match load(Some(file), roles) {
+        Ok(config) => {
+            print!("{}", config.to_redacted_toml());
+            eprintln!("potok: {} is valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_config_error(Some(file), &e);
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// `potok all|origin|edge|control-plane`: runs `roles` until SIGINT/SIGTERM, drains within
+/// `shutdown.drain_timeout`, exits 0; a second signal exits at once.
+pub fn run_roles(config: Option<PathBuf>, roles: &[Role]) -> ExitCode {
+    let path = config_path(config);
+    let config = match load(path.as_deref(), roles) {
+        Ok(c) => c,
+        Err(e) => {
+            report_config_error(path.as_deref(), &e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(e) = potok_service::telemetry::init(&config.log) {
+        eprintln!("potok: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("potok: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(serve(config, path, roles));
+    // Connections still open after the drain deadline are abandoned, not awaited.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+#[allow(clippy::print_stdout)] // the banner is for the person who started the process
+async fn serve(config: Config, path: Option<PathBuf>, roles: &[Role]) -> ExitCode {
+    let (mut sigint, mut sigterm) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let drain = config.shutdown.drain_timeout.get();
+    let source = path.map_or_else(
+        || "built-in defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let app = match App::bind(config, roles).await {
+        Ok(app) => app,
+        Err(e) => {
+            error!("cannot start: {e:#}");
+            eprintln!("potok: cannot start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(config = %source, "started");
+    print!("{}", app.banner());
+    let shutdown = app.shutdown_token();
+    let mut running = tokio::spawn(app.run());
+
+    let first = tokio::select! {
+        _ = &mut running => {
+            error!("servers stopped without a shutdown request");
+            return ExitCode::FAILURE;
+        }
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+    };
+    info!(signal = first, drain_timeout = ?drain, "shutting down: no new connections, draining (signal again to exit now)");
+    shutdown.cancel();
+    tokio::select! {
+        r = tokio::time::timeout(drain, &mut running) => {
+            match r {
+                Ok(_) => info!("drained; exiting"),
+                Err(_) => warn!(drain_timeout = ?drain, "drain deadline passed with connections still open; exiting"),
+            }
+            ExitCode::SUCCESS
+        }
+        _ = sigint.recv() => {
+            warn!(signal = "SIGINT", "second signal: exiting now");
+            ExitCode::from(128 + 2)
+        }
+        _ = sigterm.recv() => {
+            warn!(signal = "SIGTERM", "second signal: exiting now");
+            ExitCode::from(128 + 15)
+        }
+    }
+}

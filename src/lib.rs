@@ -1,0 +1,143 @@
+//! The library half of the `potok` binary: turns a validated configuration into the running
+//! roles of one process, and runs the CLI's commands.
+//!
+//! [`App::bind`] binds every role's listeners first (so port 0 works and every address is
+//! known before anything serves), [`App::run`] serves them until the shared shutdown token is
+//! cancelled and the drain completes. Roles never call each other in-process: in `potok all`
+//! the edge reaches the origin over HTTP at the origin's bound address, exactly as it would
+//! across machines.
+
+#![forbid(unsafe_code)]
+
+pub mod commands;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use anyhow::Context as _;
+use potok_config::{Config, Role};
+use potok_service::{CancellationToken, Metrics, RoleContext, RoleServer};
+use tracing::info;
+
+/// The roles of one process, bound and ready to serve.
+pub struct App {
+    servers: Vec<RoleServer>,
+    ctx: RoleContext,
+    config: Config,
+}
+
+impl App {
+    /// Binds the listeners of `roles` (in dependency order: control plane, origin, edge).
+    /// In a process that runs both origin and edge, an edge without configured origins pulls
+    /// from the origin of this process.
+    pub async fn bind(mut config: Config, roles: &[Role]) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
+            format!(
+                "node.data_dir: cannot create {}",
+                config.node.data_dir.display()
+            )
+        })?;
+        let ctx = RoleContext {
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+            readiness_timeout: config.http.readiness_timeout.get(),
+        };
+        let mut servers: Vec<RoleServer> = Vec::new();
+        for role in Role::ALL.into_iter().filter(|r| roles.contains(r)) {
+            let server = match role {
+                Role::ControlPlane => potok_control_plane::bind(&config, &ctx).await?,
+                Role::Origin => potok_origin::bind(&config, &ctx).await?,
+                Role::Edge => {
+                    if config.edge.upstream.origins.is_empty()
+                        && let Some(origin) = servers.iter().find(|s| s.role() == Role::Origin)
+                    {
+                        let url = format!("http://{}", connectable(origin.local_addr()));
+                        config.edge.upstream.origins = vec![url];
+                    }
+                    potok_edge::bind(&config, &ctx).await?
+                }
+            };
+            info!(role = role.as_str(), addr = %server.local_addr(), "listening");
+            servers.push(server);
+        }
+        Ok(App {
+            servers,
+            ctx,
+            config,
+        })
+    }
+
+    /// The bound HTTP address of `role`, if this process runs it.
+    pub fn addr(&self, role: Role) -> Option<SocketAddr> {
+        self.servers
+            .iter()
+            .find(|s| s.role() == role)
+            .map(RoleServer::local_addr)
+    }
+
+    /// The process's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
+    /// The token that stops every role; cancel it to begin the drain.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.ctx.shutdown.clone()
+    }
+
+    /// The configuration the roles were bound with (after filling in in-process addresses).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Lines a person needs to use this process: where each role answers.
+    pub fn banner(&self) -> String {
+        let host = &self.config.node.public_host;
+        let mut out = format!(
+            "Potok {} running {} (Ctrl-C to stop)\n",
+            potok_service::VERSION,
+            self.servers
+                .iter()
+                .map(|s| s.role().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for s in &self.servers {
+            let what = match s.role() {
+                Role::ControlPlane => "control plane API",
+                Role::Origin => "origin HTTP (edges)",
+                Role::Edge => "edge (viewers)",
+            };
+            out.push_str(&format!(
+                "  {what:<20} http://{host}:{}/\n",
+                s.local_addr().port()
+            ));
+        }
+        out.push_str("  every role answers /healthz, /readyz and /metrics on its port\n");
+        out
+    }
+
+    /// Serves every role until the shutdown token is cancelled, then waits for open
+    /// connections to drain. The caller bounds the wait.
+    pub async fn run(self) {
+        let shutdown = self.ctx.shutdown.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        for server in self.servers {
+            tasks.spawn(server.run(shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// An address another process on this machine can connect to: wildcard listens are
+/// reached through loopback.
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}

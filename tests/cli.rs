@@ -1,0 +1,353 @@
+//! The `potok` binary as an operator meets it: exit codes, messages, signals.
+
+// Test helpers may panic on anything unexpected: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const POTOK: &str = env!("CARGO_BIN_EXE_potok");
+
+/// A `potok` command run in `dir`, with no inherited POTOK_* or RUST_LOG settings.
+fn potok(dir: &Path) -> Command {
+    let mut cmd = Command::new(POTOK);
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("POTOK_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn example(name: &str) -> String {
+    format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(potok(dir.path()).arg("--version"));
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("potok {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_bad_command_line_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(potok(dir.path()).arg("fly"));
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("unrecognized subcommand"), "{err}");
+}
+
+#[test]
+fn config_check_prints_the_effective_config_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(potok(dir.path())
+        .args(["config", "check", &example("potok.toml")])
+        .env("POTOK_CLUSTER__SECRET", "s3cret-cluster-key-0123456789")
+        .env("POTOK_EDGE__CACHE__MAX_BYTES", "1GiB"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[edge.cache]\nmax_bytes = \"1GiB\""), "{out}");
+    assert!(out.contains("secret = \"<redacted>\""), "{out}");
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
+    assert!(err.contains("is valid"), "{err}");
+}
+
+#[test]
+fn config_check_on_each_example_for_its_role() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, role) in [
+        ("origin.toml", "origin"),
+        ("edge.toml", "edge"),
+        ("control-plane.toml", "control-plane"),
+    ] {
+        let (code, _, err) =
+            run(potok(dir.path()).args(["config", "check", &example(file), "--role", role]));
+        assert_eq!(code, 0, "{file}: {err}");
+    }
+}
+
+#[test]
+fn config_check_on_a_broken_file_exits_64_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[edge.cache]\nmax_bytes = \"lots\"\n").unwrap();
+    let (code, out, err) = run(potok(dir.path()).args(["config", "check", bad.to_str().unwrap()]));
+    assert_eq!(code, 64);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("edge.cache.max_bytes: expected a size like \"512MiB\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_refusals_all_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let syntax = dir.path().join("syntax.toml");
+    std::fs::write(&syntax, "[edge\n").unwrap();
+    let (code, _, err) = run(potok(dir.path()).args(["config", "check", syntax.to_str().unwrap()]));
+    assert_eq!(code, 64);
+    assert!(err.contains("not valid TOML"), "{err}");
+
+    let (code, _, err) = run(potok(dir.path()).args(["config", "check", "/nonexistent.toml"]));
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("cannot read config file /nonexistent.toml"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(potok(dir.path())
+        .args(["config", "check", &example("potok.toml")])
+        .env("POTOK_SHUTDOWN__DRAIN_TIMEOUT", "forever"));
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("shutdown.drain_timeout: expected a duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(set by POTOK_SHUTDOWN__DRAIN_TIMEOUT)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn running_a_role_with_bad_config_exits_64_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    // A lone edge with nothing to pull from.
+    let (code, _, err) = run(potok(dir.path()).arg("edge"));
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("edge.upstream.origins: at least one origin URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_fails_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, _, err) = run(potok(dir.path())
+        .arg("origin")
+        .env("POTOK_ORIGIN__HTTP_LISTEN", format!("127.0.0.1:{port}")));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (origin.http_listen)"
+        )),
+        "{err}"
+    );
+}
+
+/// A running `potok` with its JSON log lines collected.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Running {
+    fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .env("POTOK_LOG__FORMAT", "json")
+            .env("POTOK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line)
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to 20 s for a log event whose message is `message` and that `matches`.
+    fn wait_for(
+        &mut self,
+        message: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = self
+                .seen
+                .iter()
+                .find(|v| v["message"] == message && matches(v))
+            {
+                return v.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("no {message:?} log event within 20 s; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn addr(&mut self, role: &str) -> SocketAddr {
+        let v = self.wait_for("listening", |v| v["role"] == role);
+        v["addr"].as_str().unwrap().parse().unwrap()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits up to `limit` for the process to exit and returns its exit code.
+    fn exit_code(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "potok did not exit within {limit:?}"
+            );
+            // Polling a child's exit status has no blocking-with-timeout form in std.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn all_on_port_zero(dir: &Path) -> Command {
+    let mut cmd = potok(dir);
+    cmd.arg("all")
+        .env("POTOK_ORIGIN__HTTP_LISTEN", "127.0.0.1:0")
+        .env("POTOK_EDGE__HTTP_LISTEN", "127.0.0.1:0")
+        .env("POTOK_CONTROL_PLANE__LISTEN", "127.0.0.1:0");
+    cmd
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut potok = Running::start(&mut all_on_port_zero(dir.path()));
+    for role in ["control-plane", "origin", "edge"] {
+        let addr = potok.addr(role);
+        assert_eq!(common::get(addr, "/readyz").await.status, 200, "{role}");
+    }
+    potok.signal("-TERM");
+    assert_eq!(potok.exit_code(Duration::from_secs(20)), 0);
+    assert!(
+        dir.path().join("data").is_dir(),
+        "the data directory was not created"
+    );
+}
+
+/// An edge whose only origin accepts connections and never answers: a `/readyz` request is
+/// then in flight for as long as the readiness timeout allows.
+fn edge_with_a_silent_origin(dir: &Path, silent: &TcpListener, drain: &str) -> Command {
+    let mut cmd = potok(dir);
+    cmd.arg("edge")
+        .env("POTOK_EDGE__HTTP_LISTEN", "127.0.0.1:0")
+        .env(
+            "POTOK_EDGE__UPSTREAM__ORIGINS",
+            format!("[\"http://{}\"]", silent.local_addr().unwrap()),
+        )
+        .env("POTOK_EDGE__UPSTREAM__READ_TIMEOUT", "10m")
+        .env("POTOK_HTTP__READINESS_TIMEOUT", "60s")
+        .env("POTOK_SHUTDOWN__DRAIN_TIMEOUT", drain);
+    cmd
+}
+
+/// Sends `GET /readyz` and returns once the edge's probe has reached the silent origin.
+fn hold_a_request(
+    edge: SocketAddr,
+    silent: &TcpListener,
+) -> (std::net::TcpStream, std::net::TcpStream) {
+    use std::io::Write;
+    let mut client = std::net::TcpStream::connect(edge).unwrap();
+    client
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (probe, _) = silent.accept().unwrap();
+    (client, probe)
+}
+
+#[tokio::test]
+async fn the_drain_deadline_bounds_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut potok = Running::start(&mut edge_with_a_silent_origin(dir.path(), &silent, "300ms"));
+    let edge = potok.addr("edge");
+    let (mut client, _probe) = hold_a_request(edge, &silent);
+
+    potok.signal("-TERM");
+    assert_eq!(potok.exit_code(Duration::from_secs(20)), 0);
+    potok.wait_for(
+        "drain deadline passed with connections still open; exiting",
+        |_| true,
+    );
+    // The held request never got an answer; its connection is gone with the process.
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut potok = Running::start(&mut edge_with_a_silent_origin(dir.path(), &silent, "1h"));
+    let edge = potok.addr("edge");
+    let _held = hold_a_request(edge, &silent);
+
+    potok.signal("-TERM");
+    potok.wait_for(
+        "shutting down: no new connections, draining (signal again to exit now)",
+        |_| true,
+    );
+    let asked = Instant::now();
+    potok.signal("-INT");
+    assert_eq!(potok.exit_code(Duration::from_secs(20)), 130);
+    // Nowhere near the hour-long drain deadline.
+    assert!(asked.elapsed() < Duration::from_secs(20));
+}
