@@ -1,9 +1,26 @@
 //! Sans-IO media formats: bytes and timestamps in, bytes and events out; no sockets, no
 //! clock, no files, so every parser can be tested with byte fixtures and fuzzed.
 //!
-//! This crate will own FLV tags and RTMP message payloads, MPEG-TS demuxing, H.264/H.265/AAC
-//! bitstream parsing, the CMAF fMP4 muxer and the HLS/LL-HLS playlist model. Ingest in the
-//! origin feeds it network bytes; it hands back normalized access units, fMP4 fragments and
-//! playlist text for the origin to serve. It is empty until the media core lands.
+//! - [`flv`]: RTMP audio/video message bodies (FLV tag bodies) and FLV files.
+//! - [`avc`], [`aac`]: codec configuration records and the CODECS strings.
+//! - [`frame`]: normalized access units in a 90 kHz timebase — what ingest produces.
+//! - [`fmp4`]: the CMAF fragmented-MP4 writer.
+//! - [`packager`]: access units → LL-HLS parts and segments of one rendition.
+//! - [`hls`]: the playlist model (writer and parser) and the live-window rules of LL-HLS:
+//!   which parts and segments a playlist lists, blocking-reload and delta-update decisions.
+//!
+//! Ingest in the origin feeds network bytes in; the origin serves what comes out.
 
 #![forbid(unsafe_code)]
+
+pub mod aac;
+pub mod avc;
+mod bits;
+pub mod error;
+pub mod flv;
+pub mod fmp4;
+pub mod frame;
+pub mod hls;
+pub mod packager;
+
+pub use error::MediaError;

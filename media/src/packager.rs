@@ -1,0 +1,477 @@
+//! Access units → LL-HLS parts and segments of one rendition, as CMAF fragments.
+//!
+//! Cutting rules:
+//! - a segment ends before the first video keyframe at or after the segment target; if no
+//!   keyframe comes, it is cut before it would round above the target duration (and the
+//!   next segment starts without a keyframe — a misconfigured encoder, logged by the caller);
+//! - a part ends before it would exceed the part target, so every part ≤ PART-TARGET;
+//! - a part that begins with a keyframe is independent.
+//!
+//! A video sample's duration is only known when the next one arrives, so the last sample
+//! waits one frame interval; durations are then exact, and `tfdt` always equals the sum of
+//! the durations before it (no drift over hours). Audio is placed on a sample-count timeline
+//! (1024 samples per AAC frame) and resynchronised only on a real gap.
+//!
+//! Audio and video are muxed into the same fragments (one `traf` each), see ARCHITECTURE.md.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::aac::SAMPLES_PER_FRAME;
+use crate::fmp4::{Sample, TrackRun, TrackSpec, init_segment, media_fragment};
+use crate::frame::{AccessUnit, CodecConfig, TIMEBASE, TrackKind};
+
+/// Segment and part targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackagerConfig {
+    /// Longest part, in 90 kHz ticks.
+    pub part_target: u32,
+    /// Segments end at the first keyframe at or after this many ticks.
+    pub segment_target: u32,
+}
+
+impl PackagerConfig {
+    /// EXT-X-TARGETDURATION in seconds: the segment target rounded up.
+    pub fn target_duration(&self) -> u32 {
+        self.segment_target.div_ceil(TIMEBASE).max(1)
+    }
+
+    /// Longest segment the packager produces: its EXTINF rounds to at most the target
+    /// duration.
+    pub fn max_segment(&self) -> u64 {
+        u64::from(self.target_duration()) * u64::from(TIMEBASE) + u64::from(TIMEBASE) / 2 - 1
+    }
+}
+
+/// Where a packager starts: numbering and timelines continue across a publisher's reconnect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Continuation {
+    /// Media sequence number of the first segment.
+    pub msn: u64,
+    /// Sequence number of the first fragment (`mfhd`).
+    pub fragment: u32,
+    /// Decode time (90 kHz) at which the first segment starts.
+    pub time: u64,
+}
+
+/// What the packager produces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackagerEvent {
+    /// A complete part.
+    Part(Part),
+    /// Segment `msn` is complete; its parts were all emitted before this event.
+    SegmentEnd {
+        /// Media sequence number.
+        msn: u64,
+        /// Duration in 90 kHz ticks.
+        duration: u64,
+        /// Whether the segment starts with a keyframe.
+        independent: bool,
+    },
+}
+
+/// One LL-HLS part: a CMAF fragment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Its segment's media sequence number.
+    pub msn: u64,
+    /// Its index within the segment (0-based).
+    pub index: u32,
+    /// Duration in 90 kHz ticks (of the video track; of audio for audio-only streams).
+    pub duration: u32,
+    /// Begins with a keyframe.
+    pub independent: bool,
+    /// Decode time (90 kHz) of its first sample.
+    pub start: u64,
+    /// `moof` + `mdat`.
+    pub data: Bytes,
+}
+
+struct Track {
+    id: u32,
+    timescale: u32,
+    samples: Vec<Sample>,
+    data: Vec<Bytes>,
+    base: u64,
+}
+
+impl Track {
+    fn take_run(&mut self) -> Option<TrackRun> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        Some(TrackRun {
+            track_id: self.id,
+            base_decode_time: self.base,
+            samples: std::mem::take(&mut self.samples),
+            data: std::mem::take(&mut self.data),
+        })
+    }
+}
+
+/// Audio frame placed on the sample timeline.
+struct QueuedAudio {
+    time: u64,
+    ticks: u64,
+    data: Bytes,
+}
+
+/// Packages one rendition. Feed [`Packager::push`] access units in decode order; call
+/// [`Packager::finish`] when the publisher stops.
+pub struct Packager {
+    cfg: PackagerConfig,
+    specs: Vec<TrackSpec>,
+    video: Option<Track>,
+    audio: Option<Track>,
+    origin: Option<i64>,
+    start_time: u64,
+    pending: Option<(u64, AccessUnit)>,
+    last_video_duration: u64,
+    audio_next: Option<u64>,
+    audio_queue: VecDeque<QueuedAudio>,
+    msn: u64,
+    part_index: u32,
+    fragment: u32,
+    part_start: u64,
+    part_duration: u64,
+    part_independent: bool,
+    segment_start: u64,
+    segment_independent: bool,
+    segment_has_parts: bool,
+}
+
+/// Audio waiting for video longer than this (ticks) is packaged anyway.
+const MAX_AUDIO_QUEUE: usize = 512;
+
+impl Packager {
+    /// A packager for `tracks` (at most one video and one audio track).
+    pub fn new(cfg: PackagerConfig, tracks: &[CodecConfig], start: Continuation) -> Self {
+        let mut specs = Vec::new();
+        let mut video = None;
+        let mut audio = None;
+        for codec in tracks {
+            let id = specs.len() as u32 + 1;
+            let track = Track {
+                id,
+                timescale: codec.timescale(),
+                samples: Vec::new(),
+                data: Vec::new(),
+                base: 0,
+            };
+            match codec.kind() {
+                TrackKind::Video if video.is_none() => video = Some(track),
+                TrackKind::Audio if audio.is_none() => audio = Some(track),
+                _ => continue,
+            }
+            specs.push(TrackSpec {
+                id,
+                codec: codec.clone(),
+            });
+        }
+        Packager {
+            cfg,
+            specs,
+            video,
+            audio,
+            origin: None,
+            start_time: start.time,
+            pending: None,
+            last_video_duration: u64::from(TIMEBASE / 30),
+            audio_next: None,
+            audio_queue: VecDeque::new(),
+            msn: start.msn,
+            part_index: 0,
+            fragment: start.fragment,
+            part_start: start.time,
+            part_duration: 0,
+            part_independent: true,
+            segment_start: start.time,
+            segment_independent: true,
+            segment_has_parts: false,
+        }
+    }
+
+    /// The init segment for this packager's tracks.
+    pub fn init_segment(&self) -> Bytes {
+        init_segment(&self.specs)
+    }
+
+    /// The tracks' codec configurations, in track order.
+    pub fn codecs(&self) -> impl Iterator<Item = &CodecConfig> {
+        self.specs.iter().map(|s| &s.codec)
+    }
+
+    /// Where a packager taking over after [`Packager::finish`] should start.
+    pub fn continuation(&self) -> Continuation {
+        Continuation {
+            msn: self.msn,
+            fragment: self.fragment,
+            time: self.segment_start,
+        }
+    }
+
+    /// Whether packaging has begun (a video stream begins at its first keyframe).
+    pub fn started(&self) -> bool {
+        self.origin.is_some()
+    }
+
+    /// Feeds one access unit; returns the parts and segment ends it completes.
+    pub fn push(&mut self, au: AccessUnit) -> Vec<PackagerEvent> {
+        let mut out = Vec::new();
+        match au.track {
+            TrackKind::Video if self.video.is_some() => self.push_video(au, &mut out),
+            TrackKind::Audio if self.audio.is_some() => self.push_audio(au, &mut out),
+            _ => {}
+        }
+        out
+    }
+
+    /// Ends the stream: packages what is buffered and closes the last part and segment.
+    pub fn finish(&mut self) -> Vec<PackagerEvent> {
+        let mut out = Vec::new();
+        if let Some((time, au)) = self.pending.take() {
+            let d = self.last_video_duration;
+            self.place_video(time, d, au, &mut out);
+        }
+        if self.video.is_none() {
+            // Audio-only: everything queued belongs to the last part.
+            self.drain_audio(u64::MAX);
+        }
+        if self.part_duration > 0 || self.has_samples() {
+            let end = self.part_start + self.part_duration;
+            self.close_part(end, &mut out);
+        }
+        self.close_segment(&mut out);
+        out
+    }
+
+    fn has_samples(&self) -> bool {
+        self.video.as_ref().is_some_and(|t| !t.samples.is_empty())
+            || self.audio.as_ref().is_some_and(|t| !t.samples.is_empty())
+    }
+
+    /// Maps a source timestamp to the output timeline, or `None` before the start.
+    fn time_of(&self, dts: i64) -> Option<u64> {
+        let origin = self.origin?;
+        let rel = dts.checked_sub(origin)?;
+        u64::try_from(rel).ok().map(|r| r + self.start_time)
+    }
+
+    fn push_video(&mut self, au: AccessUnit, out: &mut Vec<PackagerEvent>) {
+        if self.origin.is_none() {
+            if !au.keyframe {
+                return; // nothing decodable before the first keyframe
+            }
+            self.origin = Some(au.dts);
+        }
+        let Some(mut time) = self.time_of(au.dts) else {
+            return; // decodes before the first keyframe
+        };
+        if let Some((prev_time, prev)) = self.pending.take() {
+            if time <= prev_time {
+                time = prev_time + 1; // non-increasing DTS from the source: keep order
+            }
+            // A stall longer than a part would make one sample outlast the part target:
+            // the sample keeps at most that duration and the timeline keeps a gap.
+            let d = (time - prev_time).min(u64::from(self.cfg.part_target));
+            self.place_video(prev_time, d, prev, out);
+        }
+        self.pending = Some((time, au));
+    }
+
+    /// Places a video sample whose duration is now known: cuts before it where the rules
+    /// say so, appends it, and closes the part at once when the next sample cannot fit.
+    fn place_video(
+        &mut self,
+        time: u64,
+        duration: u64,
+        au: AccessUnit,
+        out: &mut Vec<PackagerEvent>,
+    ) {
+        let part_empty = self.video.as_ref().is_none_or(|t| t.samples.is_empty());
+        let seg_dur = time.saturating_sub(self.segment_start);
+        if self.segment_has_parts || !part_empty {
+            let keyframe_cut = au.keyframe && seg_dur >= u64::from(self.cfg.segment_target);
+            // Without a keyframe in time, cut before EXTINF would round above the target.
+            let forced_cut = time + duration - self.segment_start > self.cfg.max_segment();
+            if keyframe_cut || forced_cut {
+                self.close_part(time, out);
+                self.close_segment(out);
+            } else if !part_empty
+                && time + duration - self.part_start > u64::from(self.cfg.part_target)
+            {
+                self.close_part(time, out);
+            }
+        }
+        if self.video.as_ref().is_none_or(|t| t.samples.is_empty()) {
+            self.part_start = time;
+            self.part_independent = au.keyframe;
+            if !self.segment_has_parts {
+                self.segment_start = time;
+                self.segment_independent = au.keyframe;
+            }
+        }
+        self.last_video_duration = duration;
+        self.append_video(time, duration, au);
+        // A part with less room left than half a frame is full: close it now rather than
+        // one frame later, when the next sample's duration would tell.
+        let end = self.part_start + self.part_duration;
+        if u64::from(self.cfg.part_target) - self.part_duration.min(u64::from(self.cfg.part_target))
+            < duration / 2
+        {
+            self.close_part(end, out);
+        }
+    }
+
+    fn append_video(&mut self, time: u64, duration: u64, au: AccessUnit) {
+        let Some(track) = self.video.as_mut() else {
+            return;
+        };
+        if track.samples.is_empty() {
+            track.base = time;
+        }
+        let cto = (au.pts - au.dts).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        track.samples.push(Sample {
+            duration: duration as u32,
+            size: au.data.len() as u32,
+            keyframe: au.keyframe,
+            composition_offset: cto,
+        });
+        track.data.push(au.data);
+        self.part_duration = time + duration - self.part_start;
+    }
+
+    fn push_audio(&mut self, au: AccessUnit, out: &mut Vec<PackagerEvent>) {
+        let Some(rate) = self.audio.as_ref().map(|t| t.timescale) else {
+            return;
+        };
+        if self.video.is_none() && self.origin.is_none() {
+            self.origin = Some(au.dts);
+        }
+        let Some(ticks) = self.time_of(au.dts) else {
+            return; // before the stream's start
+        };
+        let exact = (u128::from(ticks) * u128::from(rate) / u128::from(TIMEBASE)) as u64;
+        let frame = u64::from(SAMPLES_PER_FRAME);
+        let time = match self.audio_next {
+            Some(next) if exact + frame / 2 >= next && exact <= next + frame / 2 => next,
+            Some(next) if exact < next => next,
+            _ => exact,
+        };
+        self.audio_next = Some(time + frame);
+        let ticks = (u128::from(time) * u128::from(TIMEBASE) / u128::from(rate)) as u64;
+        self.audio_queue.push_back(QueuedAudio {
+            time,
+            ticks,
+            data: au.data,
+        });
+
+        if self.video.is_none() {
+            self.audio_only_cuts(out);
+        } else if self.audio_queue.len() > MAX_AUDIO_QUEUE {
+            // Video stopped arriving: do not hold audio without bound.
+            self.drain_audio(u64::MAX);
+        }
+    }
+
+    fn audio_only_cuts(&mut self, out: &mut Vec<PackagerEvent>) {
+        let rate = self.audio.as_ref().map_or(48_000, |t| t.timescale);
+        let frame_ticks = u64::from(SAMPLES_PER_FRAME) * u64::from(TIMEBASE) / u64::from(rate);
+        while let Some(front) = self.audio_queue.pop_front() {
+            let Some(track) = self.audio.as_mut() else {
+                return;
+            };
+            if track.samples.is_empty() {
+                track.base = front.time;
+                self.part_start = front.ticks;
+                self.part_independent = true;
+                if !self.segment_has_parts {
+                    self.segment_start = front.ticks;
+                    self.segment_independent = true;
+                }
+            }
+            track.samples.push(Sample {
+                duration: SAMPLES_PER_FRAME,
+                size: front.data.len() as u32,
+                keyframe: true,
+                composition_offset: 0,
+            });
+            track.data.push(front.data);
+            self.part_duration = front.ticks + frame_ticks - self.part_start;
+            let end = self.part_start + self.part_duration;
+            if self.part_duration + frame_ticks > u64::from(self.cfg.part_target) {
+                self.close_part(end, out);
+                if end - self.segment_start >= u64::from(self.cfg.segment_target) {
+                    self.close_segment(out);
+                }
+            }
+        }
+    }
+
+    /// Moves queued audio that starts before `end` (90 kHz) into the audio track.
+    fn drain_audio(&mut self, end: u64) {
+        let Some(track) = self.audio.as_mut() else {
+            return;
+        };
+        while self.audio_queue.front().is_some_and(|a| a.ticks < end) {
+            let Some(a) = self.audio_queue.pop_front() else {
+                break;
+            };
+            if track.samples.is_empty() {
+                track.base = a.time;
+            }
+            track.samples.push(Sample {
+                duration: SAMPLES_PER_FRAME,
+                size: a.data.len() as u32,
+                keyframe: true,
+                composition_offset: 0,
+            });
+            track.data.push(a.data);
+        }
+    }
+
+    /// Closes the current part, which ends at `end` (90 kHz).
+    fn close_part(&mut self, end: u64, out: &mut Vec<PackagerEvent>) {
+        if self.video.is_some() {
+            self.drain_audio(end);
+        }
+        let runs: Vec<TrackRun> = [self.video.as_mut(), self.audio.as_mut()]
+            .into_iter()
+            .flatten()
+            .filter_map(Track::take_run)
+            .collect();
+        if runs.is_empty() {
+            return;
+        }
+        let data = media_fragment(self.fragment, &runs);
+        self.fragment = self.fragment.wrapping_add(1);
+        out.push(PackagerEvent::Part(Part {
+            msn: self.msn,
+            index: self.part_index,
+            duration: self.part_duration.min(u64::from(u32::MAX)) as u32,
+            independent: self.part_independent,
+            start: self.part_start,
+            data,
+        }));
+        self.part_index += 1;
+        self.segment_has_parts = true;
+        self.part_start = end;
+        self.part_duration = 0;
+    }
+
+    fn close_segment(&mut self, out: &mut Vec<PackagerEvent>) {
+        if !self.segment_has_parts {
+            return;
+        }
+        out.push(PackagerEvent::SegmentEnd {
+            msn: self.msn,
+            duration: self.part_start - self.segment_start,
+            independent: self.segment_independent,
+        });
+        self.msn += 1;
+        self.part_index = 0;
+        self.segment_has_parts = false;
+        self.segment_start = self.part_start;
+    }
+}
