@@ -14,7 +14,7 @@ pub mod commands;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::Context as _;
-use potok_config::{Config, Role};
+use potok_config::{Config, Role, Secret, StreamKeyConfig};
 use potok_service::{CancellationToken, Metrics, RoleContext, RoleServer};
 use tracing::info;
 
@@ -23,6 +23,7 @@ pub struct App {
     servers: Vec<RoleServer>,
     ctx: RoleContext,
     config: Config,
+    demo_key: Option<Secret>,
 }
 
 impl App {
@@ -40,6 +41,18 @@ impl App {
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             readiness_timeout: config.http.readiness_timeout.get(),
+        };
+        // `potok all` without configured keys still lets its operator publish: one random key
+        // for a stream called "demo", shown in the banner only.
+        let demo_key = if roles.len() == Role::ALL.len() && config.origin.streams.is_empty() {
+            let key = Secret::new(random_key()?);
+            config.origin.streams.push(StreamKeyConfig {
+                name: "demo".to_owned(),
+                key: key.clone(),
+            });
+            Some(key)
+        } else {
+            None
         };
         let mut servers: Vec<RoleServer> = Vec::new();
         for role in Role::ALL.into_iter().filter(|r| roles.contains(r)) {
@@ -63,7 +76,16 @@ impl App {
             servers,
             ctx,
             config,
+            demo_key,
         })
+    }
+
+    /// The bound address of `role`'s extra listener `name` (the origin's `"rtmp"`).
+    pub fn listener(&self, role: Role, name: &str) -> Option<SocketAddr> {
+        self.servers
+            .iter()
+            .find(|s| s.role() == role)
+            .and_then(|s| s.addr_of(name))
     }
 
     /// The bound HTTP address of `role`, if this process runs it.
@@ -92,27 +114,48 @@ impl App {
     /// Lines a person needs to use this process: where each role answers.
     pub fn banner(&self) -> String {
         let host = &self.config.node.public_host;
+        let roles: Vec<&str> = self.servers.iter().map(|s| s.role().as_str()).collect();
         let mut out = format!(
             "Potok {} running {} (Ctrl-C to stop)\n",
             potok_service::VERSION,
-            self.servers
-                .iter()
-                .map(|s| s.role().as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            roles.join(", ")
         );
         for s in &self.servers {
             let what = match s.role() {
                 Role::ControlPlane => "control plane API",
-                Role::Origin => "origin HTTP (edges)",
+                Role::Origin => "origin HTTP",
                 Role::Edge => "edge (viewers)",
             };
             out.push_str(&format!(
-                "  {what:<20} http://{host}:{}/\n",
+                "  {what:<18} http://{host}:{}/\n",
                 s.local_addr().port()
             ));
         }
         out.push_str("  every role answers /healthz, /readyz and /metrics on its port\n");
+        // Viewers play from the origin until the edge serves media.
+        if let (Some(rtmp), Some(http)) =
+            (self.listener(Role::Origin, "rtmp"), self.addr(Role::Origin))
+        {
+            out.push_str(&format!(
+                "  {:<18} rtmp://{host}:{}/live  + stream key\n",
+                "RTMP ingest",
+                rtmp.port()
+            ));
+            for s in &self.config.origin.streams {
+                out.push_str(&format!(
+                    "  stream {:?}: play http://{host}:{}/live/{}/master.m3u8\n",
+                    s.name,
+                    http.port(),
+                    s.name
+                ));
+            }
+        }
+        if let Some(key) = &self.demo_key {
+            out.push_str(&format!(
+                "  demo stream key (generated for this run): {}\n",
+                key.expose()
+            ));
+        }
         out
     }
 
@@ -126,6 +169,16 @@ impl App {
         }
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// 128 random bits as hex, from the kernel.
+fn random_key() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the demo stream key")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// An address another process on this machine can connect to: wildcard listens are

@@ -19,6 +19,7 @@ fn local_config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.node.data_dir = dir.join("data");
     c.origin.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
     c.edge.http_listen = "127.0.0.1:0".parse().unwrap();
     c.control_plane.listen = "127.0.0.1:0".parse().unwrap();
     c

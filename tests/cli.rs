@@ -153,6 +153,7 @@ fn a_port_in_use_fails_start_naming_the_field() {
     let port = taken.local_addr().unwrap().port();
     let (code, _, err) = run(potok(dir.path())
         .arg("origin")
+        .env("POTOK_ORIGIN__RTMP_LISTEN", "127.0.0.1:0")
         .env("POTOK_ORIGIN__HTTP_LISTEN", format!("127.0.0.1:{port}")));
     assert_eq!(code, 1, "{err}");
     assert!(
@@ -261,6 +262,7 @@ fn all_on_port_zero(dir: &Path) -> Command {
     let mut cmd = potok(dir);
     cmd.arg("all")
         .env("POTOK_ORIGIN__HTTP_LISTEN", "127.0.0.1:0")
+        .env("POTOK_ORIGIN__RTMP_LISTEN", "127.0.0.1:0")
         .env("POTOK_EDGE__HTTP_LISTEN", "127.0.0.1:0")
         .env("POTOK_CONTROL_PLANE__LISTEN", "127.0.0.1:0");
     cmd

@@ -191,6 +191,19 @@ pub struct OriginConfig {
     pub rtmp_listen: ListenAddr,
     /// SRT ingest (UDP). Not bound yet: SRT ingest arrives with ingest breadth.
     pub srt_listen: ListenAddr,
+    /// Most simultaneous RTMP connections (publishers and connection attempts).
+    pub max_ingest_connections: usize,
+    /// Time a publisher has to finish the RTMP handshake and start publishing, and the
+    /// longest silence tolerated from a publishing connection.
+    pub ingest_timeout: HumanDuration,
+    /// LL-HLS packaging.
+    pub hls: HlsConfig,
+    /// Streams and their keys. Until the control plane hands out keys, publishing is
+    /// allowed only with a key listed here (`potok all` generates a demo key when the list
+    /// is empty).
+    pub streams: Vec<StreamKeyConfig>,
+    /// Copies of finished segments in object storage (VOD after the stream ends).
+    pub archive: ArchiveConfig,
 }
 
 impl Default for OriginConfig {
@@ -199,6 +212,84 @@ impl Default for OriginConfig {
             http_listen: any_ipv4(8081),
             rtmp_listen: any_ipv4(1935),
             srt_listen: any_ipv4(9000),
+            max_ingest_connections: 1000,
+            ingest_timeout: HumanDuration::secs(10),
+            hls: HlsConfig::default(),
+            streams: Vec::new(),
+            archive: ArchiveConfig::default(),
+        }
+    }
+}
+
+/// Low-Latency HLS packaging at the origin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Longest part (`EXT-X-PART-INF:PART-TARGET`). Parts are whole frames, so a multiple
+    /// of the frame interval (200ms = 6 frames at 30 fps) gives parts of equal length.
+    pub part_target: HumanDuration,
+    /// Segments end at the first keyframe at or after this; `EXT-X-TARGETDURATION` is this
+    /// rounded up to whole seconds. Set the encoder's keyframe interval to the same value.
+    pub segment_target: HumanDuration,
+    /// Complete segments kept in memory and listed (at least 6).
+    pub window_segments: usize,
+    /// Most bytes of media kept in memory per rendition; the oldest segments go first.
+    pub max_window_bytes: ByteSize,
+    /// Most playlist and part requests held waiting (blocking reload, preload hints) per
+    /// stream; more get 503.
+    pub max_held_requests: usize,
+    /// A publisher that drops and reconnects within this time continues the same stream
+    /// (after an `EXT-X-DISCONTINUITY`); after it, the stream ends with `EXT-X-ENDLIST`.
+    pub reconnect_grace: HumanDuration,
+    /// How long an ended stream's playlists and media stay available.
+    pub ended_retention: HumanDuration,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            part_target: HumanDuration::millis(200),
+            segment_target: HumanDuration::secs(2),
+            window_segments: 10,
+            max_window_bytes: ByteSize::mib(256),
+            max_held_requests: 10_000,
+            reconnect_grace: HumanDuration::secs(10),
+            ended_retention: HumanDuration::secs(60),
+        }
+    }
+}
+
+/// A stream that may be published: its public name and its secret key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamKeyConfig {
+    /// Public name in playback URLs (`/live/{name}/master.m3u8`): letters, digits, `-`, `_`.
+    pub name: String,
+    /// The stream key a publisher sends (`rtmp://host/live/{key}`); at least 8 characters,
+    /// never shown in logs or URLs.
+    pub key: Secret,
+}
+
+/// Object-storage copies of finished segments.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Whether finished segments, init segments and VOD playlists are written.
+    pub enabled: bool,
+    /// Directory of the local-filesystem object store. Unset: `archive` inside
+    /// `node.data_dir`.
+    pub path: Option<PathBuf>,
+    /// Writes waiting for the store; when full, new segments are not archived (counted in
+    /// `potok_archive_dropped_total`) rather than slowing ingest.
+    pub queue: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            enabled: true,
+            path: None,
+            queue: 256,
         }
     }
 }

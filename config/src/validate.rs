@@ -75,6 +75,117 @@ impl Config {
             Duration::from_secs(60),
         );
 
+        if runs(Role::Origin) {
+            let o = &self.origin;
+            if o.max_ingest_connections == 0 {
+                v.add("origin.max_ingest_connections", "must be at least 1");
+            }
+            v.duration(
+                "origin.ingest_timeout",
+                o.ingest_timeout.get(),
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+            );
+            let h = &o.hls;
+            v.duration(
+                "origin.hls.part_target",
+                h.part_target.get(),
+                Duration::from_millis(50),
+                Duration::from_secs(5),
+            );
+            v.duration(
+                "origin.hls.segment_target",
+                h.segment_target.get(),
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            );
+            if h.segment_target.get() < 2 * h.part_target.get() {
+                v.add(
+                    "origin.hls.segment_target",
+                    format!(
+                        "must be at least twice origin.hls.part_target ({})",
+                        h.part_target
+                    ),
+                );
+            }
+            if !(6..=1000).contains(&h.window_segments) {
+                v.add(
+                    "origin.hls.window_segments",
+                    format!("expected 6 to 1000, got {}", h.window_segments),
+                );
+            }
+            v.size(
+                "origin.hls.max_window_bytes",
+                h.max_window_bytes,
+                ByteSize::mib(1),
+                ByteSize(u64::MAX),
+            );
+            if h.max_held_requests == 0 {
+                v.add("origin.hls.max_held_requests", "must be at least 1");
+            }
+            v.duration(
+                "origin.hls.reconnect_grace",
+                h.reconnect_grace.get(),
+                Duration::ZERO,
+                Duration::from_secs(3600),
+            );
+            v.duration(
+                "origin.hls.ended_retention",
+                h.ended_retention.get(),
+                Duration::ZERO,
+                Duration::from_secs(86_400),
+            );
+            let mut names = std::collections::HashSet::new();
+            let mut keys = std::collections::HashSet::new();
+            for (i, s) in o.streams.iter().enumerate() {
+                if s.name.is_empty()
+                    || s.name.len() > 64
+                    || !s
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    v.add(
+                        &format!("origin.streams[{i}].name"),
+                        format!(
+                            "expected 1-64 letters, digits, '-' or '_', got {:?}",
+                            s.name
+                        ),
+                    );
+                } else if !names.insert(s.name.as_str()) {
+                    v.add(
+                        &format!("origin.streams[{i}].name"),
+                        format!("{:?} is listed twice", s.name),
+                    );
+                }
+                let key = s.key.expose();
+                if key.len() < 8
+                    || key.len() > 256
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
+                {
+                    v.add(
+                        &format!("origin.streams[{i}].key"),
+                        "expected 8-256 printable characters without '/' or '?'",
+                    );
+                } else if key == s.name {
+                    v.add(
+                        &format!("origin.streams[{i}].key"),
+                        "must differ from the public name",
+                    );
+                } else if !keys.insert(key) {
+                    v.add(
+                        &format!("origin.streams[{i}].key"),
+                        "the same key is listed for another stream",
+                    );
+                }
+            }
+            if o.archive.queue == 0 {
+                v.add("origin.archive.queue", "must be at least 1");
+            }
+        }
+
         if runs(Role::Edge) {
             v.size(
                 "edge.cache.max_bytes",
@@ -153,6 +264,117 @@ impl Config {
             listeners.push(("origin.rtmp_listen", self.origin.rtmp_listen, true));
             listeners.push(("origin.srt_listen", self.origin.srt_listen, false));
         }
+        if runs(Role::Origin) {
+            let o = &self.origin;
+            if o.max_ingest_connections == 0 {
+                v.add("origin.max_ingest_connections", "must be at least 1");
+            }
+            v.duration(
+                "origin.ingest_timeout",
+                o.ingest_timeout.get(),
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+            );
+            let h = &o.hls;
+            v.duration(
+                "origin.hls.part_target",
+                h.part_target.get(),
+                Duration::from_millis(50),
+                Duration::from_secs(5),
+            );
+            v.duration(
+                "origin.hls.segment_target",
+                h.segment_target.get(),
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            );
+            if h.segment_target.get() < 2 * h.part_target.get() {
+                v.add(
+                    "origin.hls.segment_target",
+                    format!(
+                        "must be at least twice origin.hls.part_target ({})",
+                        h.part_target
+                    ),
+                );
+            }
+            if !(6..=1000).contains(&h.window_segments) {
+                v.add(
+                    "origin.hls.window_segments",
+                    format!("expected 6 to 1000, got {}", h.window_segments),
+                );
+            }
+            v.size(
+                "origin.hls.max_window_bytes",
+                h.max_window_bytes,
+                ByteSize::mib(1),
+                ByteSize(u64::MAX),
+            );
+            if h.max_held_requests == 0 {
+                v.add("origin.hls.max_held_requests", "must be at least 1");
+            }
+            v.duration(
+                "origin.hls.reconnect_grace",
+                h.reconnect_grace.get(),
+                Duration::ZERO,
+                Duration::from_secs(3600),
+            );
+            v.duration(
+                "origin.hls.ended_retention",
+                h.ended_retention.get(),
+                Duration::ZERO,
+                Duration::from_secs(86_400),
+            );
+            let mut names = std::collections::HashSet::new();
+            let mut keys = std::collections::HashSet::new();
+            for (i, s) in o.streams.iter().enumerate() {
+                if s.name.is_empty()
+                    || s.name.len() > 64
+                    || !s
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    v.add(
+                        &format!("origin.streams[{i}].name"),
+                        format!(
+                            "expected 1-64 letters, digits, '-' or '_', got {:?}",
+                            s.name
+                        ),
+                    );
+                } else if !names.insert(s.name.as_str()) {
+                    v.add(
+                        &format!("origin.streams[{i}].name"),
+                        format!("{:?} is listed twice", s.name),
+                    );
+                }
+                let key = s.key.expose();
+                if key.len() < 8
+                    || key.len() > 256
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
+                {
+                    v.add(
+                        &format!("origin.streams[{i}].key"),
+                        "expected 8-256 printable characters without '/' or '?'",
+                    );
+                } else if key == s.name {
+                    v.add(
+                        &format!("origin.streams[{i}].key"),
+                        "must differ from the public name",
+                    );
+                } else if !keys.insert(key) {
+                    v.add(
+                        &format!("origin.streams[{i}].key"),
+                        "the same key is listed for another stream",
+                    );
+                }
+            }
+            if o.archive.queue == 0 {
+                v.add("origin.archive.queue", "must be at least 1");
+            }
+        }
+
         if runs(Role::Edge) {
             listeners.push(("edge.http_listen", self.edge.http_listen, true));
             listeners.push(("edge.https_listen", self.edge.https_listen, true));

@@ -1,32 +1,146 @@
 //! The origin role: where streams enter Potok and become LL-HLS.
 //!
-//! Data enters as streamers' RTMP/SRT pushes (the ingest listeners arrive with the media
-//! core) and leaves as playlists, init segments, parts and segments on the origin HTTP API,
-//! which edges pull over plain HTTP, and as finished segments written to object storage.
-//! Today the role serves its HTTP API with the operational endpoints; `/readyz` checks that
-//! the node's data directory (recordings, local object storage) is writable.
+//! Data enters as publishers' RTMP pushes ([`rtmp`] on `origin.rtmp_listen`): each
+//! connection's FLV tags go through a publish session into the media crate's packager, and
+//! the resulting parts and segments into the stream's in-memory live window ([`streams`]).
+//! It leaves as playlists, init segments, parts and segments on the origin HTTP API
+//! ([`api`] on `origin.http_listen`), which edges pull over plain HTTP, and as finished
+//! segments and VOD playlists copied to object storage ([`archive`]).
+//! `/readyz` checks that the node's data directory (recordings, local object storage) is
+//! writable.
 
 #![forbid(unsafe_code)]
 
-use axum::Router;
+mod api;
+mod archive;
+pub mod auth;
+mod body;
+mod metrics;
+mod rtmp;
+mod streams;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
 use potok_config::{Config, Role};
+use potok_media::hls::live::LiveConfig;
+use potok_media::packager::PackagerConfig;
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
 use potok_service::{HttpLimits, ReadinessCheck, RoleContext, RoleServer};
+use tokio::net::TcpListener;
+use tracing::warn;
 
-/// Binds the origin's HTTP API on `origin.http_listen`.
-pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, BindError> {
+use crate::auth::{PublishAuth, StaticKeys};
+
+/// Why the origin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The archive's object store could not be opened.
+    #[error("origin.archive.path: cannot use {}: {reason}", path.display())]
+    Archive {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Binds the origin's HTTP API and RTMP ingest, with the stream keys of `origin.streams`.
+pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
+    let keys = StaticKeys::new(&config.origin.streams);
+    if keys.is_empty() {
+        warn!("origin.streams lists no stream keys: every publish will be refused");
+    }
+    bind_with_auth(config, ctx, Arc::new(keys)).await
+}
+
+/// Binds the origin with another publish authorizer.
+pub async fn bind_with_auth(
+    config: &Config,
+    ctx: &RoleContext,
+    auth: Arc<dyn PublishAuth>,
+) -> Result<RoleServer, StartError> {
+    let o = &config.origin;
+    let ticks =
+        |d: std::time::Duration| (d.as_micros() * 90 / 1000).min(u128::from(u32::MAX)) as u32;
+    let packager = PackagerConfig {
+        part_target: ticks(o.hls.part_target.get()),
+        segment_target: ticks(o.hls.segment_target.get()),
+    };
+    let settings = streams::StreamSettings {
+        packager,
+        live: LiveConfig::new(
+            &packager,
+            o.hls.window_segments,
+            usize::try_from(o.hls.max_window_bytes.bytes()).unwrap_or(usize::MAX),
+        ),
+        grace: o.hls.reconnect_grace.get(),
+        retention: o.hls.ended_retention.get(),
+        max_held: o.hls.max_held_requests,
+    };
+    let metrics = metrics::OriginMetrics::new(&ctx.metrics);
+
+    let archive = if o.archive.enabled {
+        let path = o
+            .archive
+            .path
+            .clone()
+            .unwrap_or_else(|| config.node.data_dir.join("archive"));
+        let store = std::fs::create_dir_all(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| LocalFileSystem::new_with_prefix(&path).map_err(|e| e.to_string()))
+            .map_err(|reason| StartError::Archive {
+                path: path.clone(),
+                reason,
+            })?;
+        Some(archive::Archiver::start(
+            Arc::new(store),
+            o.archive.queue,
+            &ctx.metrics,
+            ctx.shutdown.clone(),
+        ))
+    } else {
+        None
+    };
+    let streams = Arc::new(streams::Streams::new(settings, archive, metrics.clone()));
+
+    let rtmp_listener = TcpListener::bind(o.rtmp_listen.get())
+        .await
+        .map_err(|source| BindError {
+            role: Role::Origin,
+            field: "origin.rtmp_listen",
+            addr: o.rtmp_listen.get(),
+            source,
+        })?;
+    let rtmp_addr = rtmp_listener.local_addr().ok();
+    let ingest = Arc::new(rtmp::Ingest {
+        streams: Arc::clone(&streams),
+        auth,
+        metrics: metrics.clone(),
+        timeout: o.ingest_timeout.get(),
+        max_connections: o.max_ingest_connections,
+    });
+
     let checks = vec![ReadinessCheck::writable_dir(
         "storage",
         config.node.data_dir.clone(),
     )];
-    let router = role_router(Role::Origin, Router::new(), checks, ctx);
-    RoleServer::bind(
+    let router = role_router(Role::Origin, api::routes(streams, metrics), checks, ctx);
+    let server = RoleServer::bind(
         Role::Origin,
         "origin.http_listen",
-        config.origin.http_listen,
+        o.http_listen,
         router,
         HttpLimits::from(&config.http),
     )
-    .await
+    .await?
+    .with_task("rtmp", rtmp_addr, move |shutdown| {
+        rtmp::serve(rtmp_listener, ingest, shutdown)
+    });
+    Ok(server)
 }

@@ -7,7 +7,9 @@
 //! closed at once and open connections finish their in-flight requests (HTTP/1.1 keep-alive
 //! is turned off, HTTP/2 gets GOAWAY); the caller bounds the wait with the drain deadline.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +66,13 @@ pub struct RoleServer {
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tasks: Vec<Task>,
+    addrs: Vec<(&'static str, SocketAddr)>,
 }
+
+/// A role's other long-running work (another listener, a background writer), started with
+/// the shutdown token when the role starts serving.
+type Task = Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 impl RoleServer {
     /// Binds `addr` (named `field` in the configuration) for `role`.
@@ -88,7 +96,39 @@ impl RoleServer {
             listener,
             router,
             limits,
+            tasks: Vec::new(),
+            addrs: Vec::new(),
         })
+    }
+
+    /// Adds work that runs beside the HTTP listener until shutdown, such as another
+    /// protocol's listener bound at `addr` (reported by [`RoleServer::addr_of`] as `name`).
+    pub fn with_task<F, Fut>(
+        mut self,
+        name: &'static str,
+        addr: Option<SocketAddr>,
+        task: F,
+    ) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(addr) = addr {
+            self.addrs.push((name, addr));
+        }
+        self.tasks
+            .push(Box::new(move |shutdown| Box::pin(task(shutdown))));
+        self
+    }
+
+    /// The bound address of the extra listener called `name` (e.g. `"rtmp"`).
+    pub fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    }
+
+    /// Every extra listener's name and bound address.
+    pub fn extra_addrs(&self) -> &[(&'static str, SocketAddr)] {
+        &self.addrs
     }
 
     /// The role this listener serves.
@@ -112,12 +152,21 @@ impl RoleServer {
             listener,
             router,
             limits,
+            tasks,
+            addrs: _,
         } = self;
-        let addr = listener.local_addr().ok();
-        let span = info_span!("http", role = role.as_str(), addr = ?addr);
+        let mut running = tokio::task::JoinSet::new();
+        for task in tasks {
+            running.spawn(task(shutdown.clone()));
+        }
+        let span = match listener.local_addr() {
+            Ok(addr) => info_span!("http", role = role.as_str(), %addr),
+            Err(_) => info_span!("http", role = role.as_str()),
+        };
         serve(listener, router, limits, shutdown)
             .instrument(span)
             .await;
+        while running.join_next().await.is_some() {}
     }
 }
 

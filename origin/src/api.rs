@@ -1,0 +1,412 @@
+//! The origin HTTP API that edges (and tests) pull from:
+//!
+//! - `GET /live/{stream}/master.m3u8` — multivariant playlist
+//! - `GET /live/{stream}/{rendition}/index.m3u8` — LL-HLS media playlist, with blocking
+//!   reload (`_HLS_msn`, `_HLS_part`) and delta updates (`_HLS_skip=YES`)
+//! - `GET /live/{stream}/{rendition}/init.mp4` (`init-N.mp4` after a codec change)
+//! - `GET /live/{stream}/{rendition}/{msn}.m4s` — segment; `{msn}.{part}.m4s` — part
+//!
+//! Media is immutable and cached for a year; playlists are short-lived. Requests that wait
+//! for media (blocking reload, the preload-hinted part) are bounded per stream and held at
+//! most three target durations (then 503).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use potok_media::hls::live::{Blocking, PartLookup};
+use potok_media::hls::playlist::{MasterPlaylist, RenditionReport, Variant};
+use tokio::time::Instant;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::body::Chunks;
+use crate::metrics::OriginMetrics;
+use crate::streams::{Stream, StreamState, Streams};
+
+pub(crate) const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
+#[derive(Clone)]
+struct Api {
+    streams: Arc<Streams>,
+    metrics: OriginMetrics,
+}
+
+pub(crate) fn routes(streams: Arc<Streams>, metrics: OriginMetrics) -> Router {
+    let compress = CompressionLayer::new().gzip(true).compress_when(
+        |_: StatusCode, _: axum::http::Version, headers: &HeaderMap, _: &axum::http::Extensions| {
+            headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes() == PLAYLIST_TYPE.as_bytes())
+        },
+    );
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers(Any);
+    Router::new()
+        .route("/live/{stream}/master.m3u8", get(master))
+        .route("/live/{stream}/{rendition}/{file}", get(rendition_file))
+        .with_state(Api { streams, metrics })
+        .layer(compress)
+        .layer(cors)
+}
+
+fn text(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "not found")
+}
+
+fn playlist_response(body: String, cache: &'static str) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn media_response(content_type: &'static str, body: Body) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    r
+}
+
+async fn master(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    let Some(stream) = api.streams.get(&name) else {
+        return not_found();
+    };
+    let st = stream.lock();
+    let variants: Vec<Variant> = st
+        .renditions
+        .iter()
+        .filter(|r| r.live.has_media() && !r.codecs.is_empty())
+        .map(|r| {
+            let announced = st
+                .metadata
+                .video_kbps
+                .unwrap_or(0)
+                .saturating_add(st.metadata.audio_kbps.unwrap_or(0));
+            let (peak, average) = match r.live.bandwidth() {
+                Some((peak, avg)) => (peak, Some(avg)),
+                // Nothing measured yet: what the encoder announced, or a conservative guess.
+                None if announced > 0 => (u64::from(announced) * 1000 * 5 / 4, None),
+                None => (5_000_000, None),
+            };
+            Variant {
+                bandwidth: peak.max(1),
+                average_bandwidth: average,
+                codecs: Some(r.codecs.clone()),
+                resolution: r.resolution,
+                frame_rate: st.metadata.frame_rate,
+                uri: format!("{}/index.m3u8", r.name),
+            }
+        })
+        .collect();
+    drop(st);
+    if variants.is_empty() {
+        return not_found();
+    }
+    playlist_response(
+        MasterPlaylist {
+            independent_segments: false,
+            variants,
+        }
+        .render(),
+        "public, max-age=1",
+    )
+}
+
+/// What a file name under a rendition asks for.
+enum File {
+    Playlist,
+    Init(String),
+    Segment(u64),
+    Part(u64, u64),
+}
+
+fn parse_file(file: &str) -> Option<File> {
+    if file == "index.m3u8" {
+        return Some(File::Playlist);
+    }
+    if file == "init.mp4" || (file.starts_with("init-") && file.ends_with(".mp4")) {
+        return Some(File::Init(file.to_owned()));
+    }
+    let stem = file.strip_suffix(".m4s")?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    match stem.split_once('.') {
+        None if digits(stem) => stem.parse().ok().map(File::Segment),
+        Some((m, p)) if digits(m) && digits(p) => {
+            Some(File::Part(m.parse().ok()?, p.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+async fn rendition_file(
+    State(api): State<Api>,
+    Path((name, rendition, file)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(stream) = api.streams.get(&name) else {
+        return not_found();
+    };
+    let Some(file) = parse_file(&file) else {
+        return not_found();
+    };
+    if stream.lock().rendition(&rendition).is_none() {
+        return not_found();
+    }
+    match file {
+        File::Playlist => media_playlist(&api, &stream, &rendition, &query).await,
+        File::Init(uri) => match stream
+            .lock()
+            .rendition(&rendition)
+            .and_then(|r| r.live.init(&uri))
+        {
+            Some(init) => media_response("video/mp4", Body::from(init)),
+            None => not_found(),
+        },
+        File::Segment(msn) => match stream
+            .lock()
+            .rendition(&rendition)
+            .and_then(|r| r.live.segment(msn))
+        {
+            Some(parts) => media_response("video/iso.segment", Body::new(Chunks::new(parts))),
+            None => not_found(),
+        },
+        File::Part(msn, part) => part_file(&api, &stream, &rendition, msn, part).await,
+    }
+}
+
+fn parse_directive(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, String> {
+    match query.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{key} must be a non-negative integer")),
+    }
+}
+
+async fn media_playlist(
+    api: &Api,
+    stream: &Arc<Stream>,
+    rendition: &str,
+    query: &HashMap<String, String>,
+) -> Response {
+    let (msn, part) = match (
+        parse_directive(query, "_HLS_msn"),
+        parse_directive(query, "_HLS_part"),
+    ) {
+        (Ok(m), Ok(p)) => (m, p),
+        (Err(why), _) | (_, Err(why)) => return text(StatusCode::BAD_REQUEST, &why),
+    };
+    let skip = matches!(
+        query.get("_HLS_skip").map(String::as_str),
+        Some("YES" | "v2")
+    );
+    let blocking = msn.is_some();
+
+    let decide = |st: &StreamState| -> Option<Blocking> {
+        st.rendition(rendition).map(|r| r.live.blocking(msn, part))
+    };
+    let first = {
+        let st = stream.lock();
+        match st.rendition(rendition) {
+            Some(r) if r.live.has_media() => decide(&st),
+            _ => return not_found(),
+        }
+    };
+    match first {
+        Some(Blocking::Ready) => {}
+        Some(Blocking::Reject(why)) => return text(StatusCode::BAD_REQUEST, why),
+        None => return not_found(),
+        Some(Blocking::Wait) => {
+            let outcome = hold(api, stream, |st| match decide(st) {
+                Some(Blocking::Wait) => None,
+                other => Some(other),
+            })
+            .await;
+            match outcome {
+                Ok(Some(Blocking::Ready)) => {}
+                Ok(Some(Blocking::Reject(why))) => return text(StatusCode::BAD_REQUEST, why),
+                Ok(_) => return not_found(),
+                Err(e) => return e.response(),
+            }
+        }
+    }
+    let body = {
+        let st = stream.lock();
+        let Some(r) = st.rendition(rendition) else {
+            return not_found();
+        };
+        let reports = st
+            .renditions
+            .iter()
+            .filter(|o| o.name != rendition)
+            .filter_map(|o| {
+                o.live.last_part().map(|(m, p)| RenditionReport {
+                    uri: format!("../{}/index.m3u8", o.name),
+                    last_msn: m,
+                    last_part: Some(p),
+                })
+            })
+            .collect();
+        r.live.playlist(skip, reports).render()
+    };
+    // A blocking response names one state of the stream for good; the plain URL changes with
+    // every part.
+    playlist_response(
+        body,
+        if blocking {
+            "public, max-age=6"
+        } else {
+            "no-cache"
+        },
+    )
+}
+
+async fn part_file(
+    api: &Api,
+    stream: &Arc<Stream>,
+    rendition: &str,
+    msn: u64,
+    part: u64,
+) -> Response {
+    let lookup = |st: &StreamState| {
+        st.rendition(rendition)
+            .map_or(PartLookup::Missing, |r| r.live.part(msn, part))
+    };
+    let first = lookup(&stream.lock());
+    let data: Bytes = match first {
+        PartLookup::Ready(d) => d,
+        PartLookup::Missing => return not_found(),
+        PartLookup::Pending => {
+            let outcome = hold(api, stream, |st| match lookup(st) {
+                PartLookup::Pending => None,
+                other => Some(other),
+            })
+            .await;
+            match outcome {
+                Ok(PartLookup::Ready(d)) => d,
+                Ok(_) => return not_found(),
+                Err(e) => return e.response(),
+            }
+        }
+    };
+    media_response("video/iso.segment", Body::from(data))
+}
+
+/// Why a held request was let go without its answer.
+enum HoldError {
+    Full,
+    Timeout,
+    Gone,
+}
+
+impl HoldError {
+    fn response(self) -> Response {
+        match self {
+            HoldError::Full => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests waiting for this stream",
+            ),
+            HoldError::Timeout => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "media did not arrive in time",
+            ),
+            HoldError::Gone => not_found(),
+        }
+    }
+}
+
+/// Holds a request until `ready` answers, the hold limit passes or the stream's waiting
+/// room is full (at once).
+async fn hold<T>(
+    api: &Api,
+    stream: &Arc<Stream>,
+    mut ready: impl FnMut(&StreamState) -> Option<T>,
+) -> Result<T, HoldError> {
+    let Ok(_permit) = Arc::clone(&stream.held).try_acquire_owned() else {
+        return Err(HoldError::Full);
+    };
+    api.metrics.held_requests.inc();
+    let _held = HeldGuard(&api.metrics);
+    let deadline = Instant::now() + api.streams.settings().hold_limit();
+    let mut changes = stream.subscribe();
+    loop {
+        if let Some(v) = ready(&stream.lock()) {
+            return Ok(v);
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Err(HoldError::Gone);
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Err(HoldError::Timeout),
+        }
+    }
+}
+
+struct HeldGuard<'a>(&'a OriginMetrics);
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.held_requests.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert!(matches!(parse_file("index.m3u8"), Some(File::Playlist)));
+        assert!(matches!(parse_file("init.mp4"), Some(File::Init(_))));
+        assert!(matches!(parse_file("init-2.mp4"), Some(File::Init(_))));
+        assert!(matches!(parse_file("17.m4s"), Some(File::Segment(17))));
+        assert!(matches!(parse_file("17.3.m4s"), Some(File::Part(17, 3))));
+        for bad in [
+            "",
+            "x.m4s",
+            "1.2.3.m4s",
+            "-1.m4s",
+            ".m4s",
+            "1..m4s",
+            "../1.m4s",
+            "99999999999999999999999.m4s",
+            "1.m4s.m4s",
+        ] {
+            assert!(parse_file(bad).is_none(), "{bad}");
+        }
+    }
+}

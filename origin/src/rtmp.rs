@@ -1,0 +1,336 @@
+//! The RTMP ingest listener: handshake, `connect` to the `live` application, `publish` with
+//! a stream key, then audio/video messages into a [`PublishSession`].
+//!
+//! Built on `rml_rtmp`'s sans-IO handshake and server session; this module only moves bytes
+//! and decides. Limits: a connection permit is taken before `accept`; the handshake and the
+//! publish request must come within `origin.ingest_timeout`, and so must every read after
+//! that; malformed input closes the connection with a log line naming the peer, never the key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+    StreamMetadata as RtmpMetadata,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::auth::{AuthError, PublishAuth};
+use crate::metrics::OriginMetrics;
+use crate::streams::{PublishError, PublishSession, StreamMetadata, Streams};
+
+pub(crate) struct Ingest {
+    pub(crate) streams: Arc<Streams>,
+    pub(crate) auth: Arc<dyn PublishAuth>,
+    pub(crate) metrics: OriginMetrics,
+    pub(crate) timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+pub(crate) async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(ingest.max_connections));
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (socket, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "RTMP accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
+                }
+            },
+        };
+        let ingest = Arc::clone(&ingest);
+        let shutdown = shutdown.clone();
+        tokio::spawn(
+            async move {
+                ingest.metrics.ingest_connections.inc();
+                match connection(socket, &ingest, shutdown).await {
+                    Ok(()) => debug!("connection closed"),
+                    Err(e) => warn!(error = %e, "connection closed"),
+                }
+                ingest.metrics.ingest_connections.dec();
+                drop(permit);
+            }
+            .instrument(info_span!("rtmp", %peer)),
+        );
+    }
+    info!("RTMP listener stopped");
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RtmpError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no data for {0:?}")]
+    Timeout(Duration),
+    #[error("handshake: {0:?}")]
+    Handshake(rml_rtmp::handshake::HandshakeError),
+    #[error("RTMP session: {0}")]
+    Session(String),
+    #[error("publish refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Media(String),
+}
+
+async fn read_some(
+    socket: &mut TcpStream,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<usize, RtmpError> {
+    match tokio::time::timeout(timeout, socket.read(buf)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(RtmpError::Timeout(timeout)),
+    }
+}
+
+async fn connection(
+    mut socket: TcpStream,
+    ingest: &Ingest,
+    shutdown: CancellationToken,
+) -> Result<(), RtmpError> {
+    let _ = socket.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+
+    // Handshake.
+    let mut handshake = Handshake::new(PeerType::Server);
+    let leftover = loop {
+        let n = read_some(&mut socket, &mut buf, ingest.timeout).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        match handshake
+            .process_bytes(&buf[..n])
+            .map_err(RtmpError::Handshake)?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                socket.write_all(&response_bytes).await?
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                socket.write_all(&response_bytes).await?;
+                break remaining_bytes;
+            }
+        }
+    };
+
+    let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
+        .map_err(|e| RtmpError::Session(e.to_string()))?;
+    let mut conn = Conn {
+        ingest,
+        publish: None,
+        close: None,
+    };
+    conn.handle(&mut session, &mut socket, initial).await?;
+    if !leftover.is_empty() {
+        let results = session
+            .handle_input(&leftover)
+            .map_err(|e| RtmpError::Session(e.to_string()))?;
+        conn.handle(&mut session, &mut socket, results).await?;
+    }
+
+    while conn.close.is_none() {
+        let n = tokio::select! {
+            () = shutdown.cancelled() => break,
+            n = read_some(&mut socket, &mut buf, ingest.timeout) => n?,
+        };
+        if n == 0 {
+            break;
+        }
+        let results = session
+            .handle_input(&buf[..n])
+            .map_err(|e| RtmpError::Session(e.to_string()))?;
+        conn.handle(&mut session, &mut socket, results).await?;
+    }
+    let _ = socket.flush().await;
+    match conn.close {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+struct Conn<'a> {
+    ingest: &'a Ingest,
+    publish: Option<PublishSession>,
+    close: Option<RtmpError>,
+}
+
+impl Conn<'_> {
+    async fn handle(
+        &mut self,
+        session: &mut ServerSession,
+        socket: &mut TcpStream,
+        results: Vec<ServerSessionResult>,
+    ) -> Result<(), RtmpError> {
+        let mut queue = std::collections::VecDeque::from(results);
+        while let Some(result) = queue.pop_front() {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    socket.write_all(&packet.bytes).await?
+                }
+                ServerSessionResult::RaisedEvent(event) => {
+                    let more = self
+                        .event(session, event)
+                        .map_err(|e| RtmpError::Session(e.to_string()))?;
+                    // Responses to this event go out before anything that followed it.
+                    for r in more.into_iter().rev() {
+                        queue.push_front(r);
+                    }
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+            if self.close.is_some() {
+                // Send what is queued (the refusal), then stop reading.
+                while let Some(ServerSessionResult::OutboundResponse(p)) = queue.pop_front() {
+                    socket.write_all(&p.bytes).await?;
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerSessionEvent,
+    ) -> Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError> {
+        match event {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
+                if app_name.trim_end_matches('/') == "live" {
+                    session.accept_request(request_id)
+                } else {
+                    self.close = Some(RtmpError::Refused(format!(
+                        "application {app_name:?} does not exist"
+                    )));
+                    session.reject_request(
+                        request_id,
+                        "NetConnection.Connect.Rejected",
+                        "unknown application: use rtmp://HOST/live",
+                    )
+                }
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                ..
+            } => {
+                if self.publish.is_some() {
+                    return session.reject_request(
+                        request_id,
+                        "NetStream.Publish.BadName",
+                        "this connection is already publishing",
+                    );
+                }
+                // OBS and others may append a query string to the key.
+                let key = stream_key.split('?').next().unwrap_or_default();
+                let name = match self.ingest.auth.authorize(&app_name, key) {
+                    Ok(name) => name,
+                    Err(e) => {
+                        self.ingest.metrics.refused_publishes.inc();
+                        let description = match e {
+                            AuthError::UnknownKey => "stream key not accepted",
+                            AuthError::UnknownApp(_) => "unknown application: use rtmp://HOST/live",
+                        };
+                        self.close = Some(RtmpError::Refused(e.to_string()));
+                        return session.reject_request(
+                            request_id,
+                            "NetStream.Publish.BadName",
+                            description,
+                        );
+                    }
+                };
+                match self.ingest.streams.start_publish(&name) {
+                    Ok(publish) => {
+                        info!(stream = %publish.name(), "publishing");
+                        self.publish = Some(publish);
+                        session.accept_request(request_id)
+                    }
+                    Err(PublishError::AlreadyLive(n)) => {
+                        self.ingest.metrics.refused_publishes.inc();
+                        self.close = Some(RtmpError::Refused(format!(
+                            "stream {n:?} is already being published"
+                        )));
+                        session.reject_request(
+                            request_id,
+                            "NetStream.Publish.BadName",
+                            "this stream is already being published",
+                        )
+                    }
+                }
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                if let Some(p) = self.publish.as_mut() {
+                    p.metadata(convert_metadata(&metadata));
+                }
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
+                self.media(|p| p.video(timestamp.value, data));
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
+                self.media(|p| p.audio(timestamp.value, data));
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                self.publish = None;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => session.reject_request(
+                request_id,
+                "NetStream.Play.Failed",
+                "RTMP playback is not offered: play the HLS stream",
+            ),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn media(
+        &mut self,
+        f: impl FnOnce(&mut PublishSession) -> Result<(), crate::streams::IngestError>,
+    ) {
+        if let Some(p) = self.publish.as_mut()
+            && let Err(e) = f(p)
+        {
+            self.close = Some(RtmpError::Media(e.to_string()));
+        }
+    }
+}
+
+fn convert_metadata(m: &RtmpMetadata) -> StreamMetadata {
+    StreamMetadata {
+        width: m.video_width,
+        height: m.video_height,
+        frame_rate: m
+            .video_frame_rate
+            .map(f64::from)
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0),
+        video_kbps: m.video_bitrate_kbps,
+        audio_kbps: m.audio_bitrate_kbps,
+        encoder: m.encoder.clone(),
+    }
+}

@@ -1,0 +1,642 @@
+//! Live streams at the origin: the registry of streams by public name, each stream's
+//! renditions (live windows), its publisher state (live, in the reconnect grace period,
+//! ended) and the publish session that turns a publisher's FLV tags into parts and segments.
+//!
+//! Every change to a stream bumps a `watch` counter; HTTP requests that wait (blocking
+//! reload, preload hints) re-check their condition when it moves. The state lock is never
+//! held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use potok_media::MediaError;
+use potok_media::aac::AacConfig;
+use potok_media::avc::AvcConfig;
+use potok_media::flv::{self, AudioTag, VideoTag};
+use potok_media::frame::{AccessUnit, CodecConfig, TIMEBASE, TrackKind, ms_to_ticks};
+use potok_media::hls::live::{LiveConfig, LiveRendition};
+use potok_media::hls::playlist::{MediaPlaylist, MediaSegment};
+use potok_media::packager::{Continuation, Packager, PackagerConfig, PackagerEvent};
+use tokio::sync::{Semaphore, watch};
+use tracing::{info, warn};
+
+use crate::archive::Archiver;
+use crate::metrics::OriginMetrics;
+
+/// The one rendition until the transcoder adds a ladder.
+pub(crate) const SOURCE: &str = "source";
+
+/// Settings every stream shares.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamSettings {
+    pub(crate) packager: PackagerConfig,
+    pub(crate) live: LiveConfig,
+    pub(crate) grace: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) max_held: usize,
+}
+
+impl StreamSettings {
+    /// How long a blocking request may be held: three target durations.
+    pub(crate) fn hold_limit(&self) -> Duration {
+        Duration::from_secs(3 * u64::from(self.packager.target_duration()))
+    }
+}
+
+/// Why a publish cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PublishError {
+    #[error("stream {0:?} is already being published")]
+    AlreadyLive(String),
+}
+
+/// Why a publisher's media was refused (the connection is then closed).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IngestError {
+    #[error("malformed media: {0}")]
+    Malformed(#[from] MediaError),
+    #[error("{0} (Potok takes H.264 video and AAC audio over RTMP)")]
+    Unsupported(String),
+}
+
+/// Metadata the publisher announced (`@setDataFrame` / `onMetaData`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct StreamMetadata {
+    pub(crate) width: Option<u32>,
+    pub(crate) height: Option<u32>,
+    pub(crate) frame_rate: Option<f64>,
+    pub(crate) video_kbps: Option<u32>,
+    pub(crate) audio_kbps: Option<u32>,
+    pub(crate) encoder: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publisher {
+    Live(u64),
+    Grace(u64),
+    Ended,
+}
+
+pub(crate) struct Rendition {
+    pub(crate) name: String,
+    pub(crate) live: LiveRendition,
+    pub(crate) codecs: String,
+    pub(crate) resolution: Option<(u32, u32)>,
+}
+
+struct VodEntry {
+    msn: u64,
+    duration: u64,
+    discontinuity: bool,
+    init: String,
+}
+
+pub(crate) struct StreamState {
+    pub(crate) renditions: Vec<Rendition>,
+    pub(crate) metadata: StreamMetadata,
+    publisher: Publisher,
+    broadcast: String,
+    continuation: Continuation,
+    /// Wall-clock milliseconds at timeline tick 0, for EXT-X-PROGRAM-DATE-TIME.
+    epoch_ms: Option<i64>,
+    vod: Vec<VodEntry>,
+    vod_next_discontinuity: bool,
+    current_init: String,
+}
+
+impl StreamState {
+    pub(crate) fn rendition(&self, name: &str) -> Option<&Rendition> {
+        self.renditions.iter().find(|r| r.name == name)
+    }
+}
+
+/// One stream, shared by its publisher and every request for it.
+pub(crate) struct Stream {
+    pub(crate) name: String,
+    state: Mutex<StreamState>,
+    changed: watch::Sender<u64>,
+    /// Permits for requests held waiting.
+    pub(crate) held: Arc<Semaphore>,
+}
+
+impl Stream {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, StreamState> {
+        // A panic while holding the lock leaves consistent data (every update is a few
+        // assignments); keep serving rather than poisoning the stream forever.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver that sees every later change.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// The registry of streams.
+pub(crate) struct Streams {
+    settings: StreamSettings,
+    map: Mutex<HashMap<String, Arc<Stream>>>,
+    archive: Option<Archiver>,
+    metrics: OriginMetrics,
+    next_session: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Streams {
+    pub(crate) fn new(
+        settings: StreamSettings,
+        archive: Option<Archiver>,
+        metrics: OriginMetrics,
+    ) -> Self {
+        Streams {
+            settings,
+            map: Mutex::new(HashMap::new()),
+            archive,
+            metrics,
+            next_session: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &StreamSettings {
+        &self.settings
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Stream>>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stream called `name`, if it exists.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Stream>> {
+        self.map().get(name).cloned()
+    }
+
+    fn fresh_stream(&self, name: &str, session: u64) -> Arc<Stream> {
+        // Media sequence numbers start at the Unix time in seconds: with segments of at
+        // least a second, a new broadcast under the same name never reuses an earlier
+        // broadcast's segment URIs, which edges cache as immutable.
+        let first_msn = (now_ms() / 1000).max(0) as u64;
+        let live = LiveRendition::new(self.settings.live, first_msn);
+        let (changed, _) = watch::channel(0);
+        Arc::new(Stream {
+            name: name.to_owned(),
+            state: Mutex::new(StreamState {
+                renditions: vec![Rendition {
+                    name: SOURCE.to_owned(),
+                    live,
+                    codecs: String::new(),
+                    resolution: None,
+                }],
+                metadata: StreamMetadata::default(),
+                publisher: Publisher::Live(session),
+                broadcast: first_msn.to_string(),
+                continuation: Continuation {
+                    msn: first_msn,
+                    fragment: 0,
+                    time: 0,
+                },
+                epoch_ms: None,
+                vod: Vec::new(),
+                vod_next_discontinuity: false,
+                current_init: String::new(),
+            }),
+            changed,
+            held: Arc::new(Semaphore::new(self.settings.max_held)),
+        })
+    }
+
+    /// Starts publishing `name`: a new broadcast, or the continuation of one whose publisher
+    /// dropped less than the grace period ago.
+    pub(crate) fn start_publish(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<PublishSession, PublishError> {
+        let session = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut map = self.map();
+        let (stream, resumed) = match map.get(name) {
+            Some(existing) => {
+                let mut st = existing.lock();
+                match st.publisher {
+                    Publisher::Live(_) => return Err(PublishError::AlreadyLive(name.to_owned())),
+                    Publisher::Grace(_) => {
+                        st.publisher = Publisher::Live(session);
+                        for r in &mut st.renditions {
+                            r.live.mark_discontinuity();
+                        }
+                        st.vod_next_discontinuity = true;
+                        // Dates restart from the wall clock at the first new part.
+                        st.epoch_ms = None;
+                        drop(st);
+                        (Arc::clone(existing), true)
+                    }
+                    Publisher::Ended => {
+                        drop(st);
+                        let fresh = self.fresh_stream(name, session);
+                        map.insert(name.to_owned(), Arc::clone(&fresh));
+                        (fresh, false)
+                    }
+                }
+            }
+            None => {
+                let fresh = self.fresh_stream(name, session);
+                map.insert(name.to_owned(), Arc::clone(&fresh));
+                (fresh, false)
+            }
+        };
+        drop(map);
+        self.metrics.publishers.inc();
+        if resumed {
+            info!(
+                stream = name,
+                "publisher reconnected within the grace period; stream continues"
+            );
+            stream.notify();
+        } else {
+            info!(stream = name, "broadcast started");
+        }
+        Ok(PublishSession {
+            streams: Arc::clone(self),
+            stream,
+            session,
+            video: None,
+            audio: None,
+            packager: None,
+            audio_frames_without_video: 0,
+            last_ts: None,
+            ts_high: 0,
+            warned_late_audio: false,
+        })
+    }
+
+    /// Applies packager output to `stream`: parts and segments into the live window, finished
+    /// segments to the archive.
+    fn apply(&self, stream: &Stream, rendition: usize, events: Vec<PackagerEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        {
+            let mut st = stream.lock();
+            let st = &mut *st;
+            let Some(r) = st.renditions.get_mut(rendition) else {
+                return;
+            };
+            for event in events {
+                match event {
+                    PackagerEvent::Part(part) => {
+                        let epoch = *st.epoch_ms.get_or_insert_with(|| {
+                            now_ms()
+                                - ((part.start + u64::from(part.duration)) * 1000
+                                    / u64::from(TIMEBASE)) as i64
+                        });
+                        let pdt = epoch + (part.start * 1000 / u64::from(TIMEBASE)) as i64;
+                        r.live.push_part(&part, pdt);
+                        self.metrics.parts.inc();
+                    }
+                    PackagerEvent::SegmentEnd { msn, duration, .. } => {
+                        r.live.end_segment(msn, duration);
+                        self.metrics.segments.inc();
+                        if let (Some(archive), Some(parts)) = (&self.archive, r.live.segment(msn)) {
+                            archive.put(
+                                format!("{}/{}/{}/{msn}.m4s", stream.name, st.broadcast, r.name),
+                                parts,
+                            );
+                        }
+                        st.vod.push(VodEntry {
+                            msn,
+                            duration,
+                            discontinuity: std::mem::take(&mut st.vod_next_discontinuity),
+                            init: st.current_init.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        stream.notify();
+    }
+
+    /// Installs an init segment on a rendition (and archives it when it is new).
+    fn set_init(
+        &self,
+        stream: &Stream,
+        rendition: usize,
+        init: Bytes,
+        codecs: String,
+        resolution: Option<(u32, u32)>,
+    ) {
+        let mut st = stream.lock();
+        let st = &mut *st;
+        let Some(r) = st.renditions.get_mut(rendition) else {
+            return;
+        };
+        let uri = r.live.set_init(init.clone());
+        r.codecs = codecs;
+        r.resolution = resolution;
+        if uri != st.current_init {
+            if let Some(archive) = &self.archive {
+                archive.put(
+                    format!("{}/{}/{}/{uri}", stream.name, st.broadcast, r.name),
+                    vec![init],
+                );
+            }
+            st.current_init = uri;
+        }
+    }
+
+    /// The publisher of `stream` went away: keep the stream for the grace period, then end it.
+    fn publisher_gone(self: &Arc<Self>, stream: &Arc<Stream>, session: u64) {
+        self.metrics.publishers.dec();
+        {
+            let mut st = stream.lock();
+            if st.publisher != Publisher::Live(session) {
+                return;
+            }
+            st.publisher = Publisher::Grace(session);
+        }
+        let grace = self.settings.grace;
+        info!(stream = %stream.name, grace_secs = grace.as_secs_f64(), "publisher gone; waiting for a reconnect");
+        let streams = Arc::clone(self);
+        let stream = Arc::clone(stream);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            streams.end_if_still_waiting(&stream, session).await;
+        });
+    }
+
+    async fn end_if_still_waiting(self: Arc<Self>, stream: &Arc<Stream>, session: u64) {
+        {
+            let mut st = stream.lock();
+            if st.publisher != Publisher::Grace(session) {
+                return; // reconnected (or already ended)
+            }
+            st.publisher = Publisher::Ended;
+            for r in &mut st.renditions {
+                r.live.end();
+            }
+            if let Some(archive) = &self.archive {
+                for r in &st.renditions {
+                    let key = format!("{}/{}/{}/index.m3u8", stream.name, st.broadcast, r.name);
+                    archive.put(
+                        key,
+                        vec![Bytes::from(vod_playlist(
+                            &st,
+                            self.settings.packager.target_duration(),
+                        ))],
+                    );
+                }
+            }
+        }
+        stream.notify();
+        info!(stream = %stream.name, "broadcast ended");
+        tokio::time::sleep(self.settings.retention).await;
+        let mut map = self.map();
+        if map
+            .get(&stream.name)
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+            && stream.lock().publisher == Publisher::Ended
+        {
+            map.remove(&stream.name);
+        }
+    }
+}
+
+fn vod_playlist(st: &StreamState, target_duration: u32) -> String {
+    let mut prev_init = "";
+    let segments = st
+        .vod
+        .iter()
+        .map(|e| {
+            let map = (e.init != prev_init).then(|| e.init.clone());
+            prev_init = &e.init;
+            MediaSegment {
+                duration: e.duration as f64 / f64::from(TIMEBASE),
+                uri: Some(format!("{}.m4s", e.msn)),
+                discontinuity: e.discontinuity,
+                map,
+                ..Default::default()
+            }
+        })
+        .collect();
+    MediaPlaylist {
+        version: 7,
+        target_duration,
+        media_sequence: st.vod.first().map_or(0, |e| e.msn),
+        independent_segments: false,
+        segments,
+        ended: true,
+        ..Default::default()
+    }
+    .render()
+}
+
+/// One publisher's session: FLV tags in, packaged media out. Dropping it (the connection
+/// closed) starts the stream's reconnect grace period.
+pub(crate) struct PublishSession {
+    streams: Arc<Streams>,
+    stream: Arc<Stream>,
+    session: u64,
+    video: Option<AvcConfig>,
+    audio: Option<AacConfig>,
+    packager: Option<Packager>,
+    audio_frames_without_video: u32,
+    last_ts: Option<u32>,
+    ts_high: i64,
+    warned_late_audio: bool,
+}
+
+/// Audio frames (about a second) after which a stream without video config is packaged as
+/// audio-only.
+const AUDIO_ONLY_AFTER: u32 = 48;
+
+impl PublishSession {
+    /// The public stream name.
+    pub(crate) fn name(&self) -> &str {
+        &self.stream.name
+    }
+
+    pub(crate) fn metadata(&mut self, m: StreamMetadata) {
+        self.stream.lock().metadata = m;
+    }
+
+    /// RTMP timestamps are 32-bit milliseconds; unwraps them into a monotonic i64.
+    fn unwrap_ts(&mut self, raw: u32) -> i64 {
+        if let Some(last) = self.last_ts {
+            if raw < last && last - raw > 1 << 31 {
+                self.ts_high += 1 << 32;
+            } else if raw > last && raw - last > 1 << 31 && self.ts_high > 0 {
+                // A late frame from before the wrap.
+                return self.ts_high - (1 << 32) + i64::from(raw);
+            }
+        }
+        self.last_ts = Some(raw);
+        self.ts_high + i64::from(raw)
+    }
+
+    pub(crate) fn video(&mut self, ts_ms: u32, body: Bytes) -> Result<(), IngestError> {
+        self.streams.metrics.ingest_bytes.inc_by(body.len() as u64);
+        match flv::parse_video(body)? {
+            VideoTag::AvcSequenceHeader(record) => {
+                let config = AvcConfig::parse(record)?;
+                if self
+                    .video
+                    .as_ref()
+                    .is_some_and(|old| old.record != config.record)
+                    && self.packager.is_some()
+                {
+                    // New parameters mid-stream: a new init segment after a discontinuity.
+                    self.restart_packager();
+                }
+                self.video = Some(config);
+                Ok(())
+            }
+            VideoTag::AvcFrame {
+                keyframe,
+                composition_time_ms,
+                data,
+            } => {
+                self.streams.metrics.video_frames.inc();
+                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
+                if self.packager.is_none() {
+                    if !keyframe || self.video.is_none() {
+                        return Ok(()); // wait for a decodable start
+                    }
+                    self.start_packager();
+                }
+                self.push(AccessUnit {
+                    track: TrackKind::Video,
+                    dts,
+                    pts: dts + ms_to_ticks(i64::from(composition_time_ms)),
+                    keyframe,
+                    data,
+                });
+                Ok(())
+            }
+            VideoTag::AvcEndOfSequence => Ok(()),
+            VideoTag::Unsupported(what) => Err(IngestError::Unsupported(what)),
+        }
+    }
+
+    pub(crate) fn audio(&mut self, ts_ms: u32, body: Bytes) -> Result<(), IngestError> {
+        self.streams.metrics.ingest_bytes.inc_by(body.len() as u64);
+        match flv::parse_audio(body)? {
+            AudioTag::AacSequenceHeader(asc) => {
+                let config = AacConfig::parse(asc)?;
+                let changed = self
+                    .audio
+                    .as_ref()
+                    .is_some_and(|old| old.config != config.config);
+                let late = self
+                    .packager
+                    .as_ref()
+                    .is_some_and(|p| !p.codecs().any(|c| matches!(c, CodecConfig::Aac(_))));
+                self.audio = Some(config);
+                if changed && self.packager.is_some() {
+                    self.restart_packager();
+                } else if late && !self.warned_late_audio {
+                    self.warned_late_audio = true;
+                    warn!(stream = %self.stream.name, "audio configuration arrived after video started; audio is dropped until the next reconnect");
+                }
+                Ok(())
+            }
+            AudioTag::AacFrame(data) => {
+                self.streams.metrics.audio_frames.inc();
+                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
+                if self.packager.is_none() {
+                    if self.audio.is_none() || self.video.is_some() {
+                        return Ok(());
+                    }
+                    self.audio_frames_without_video += 1;
+                    if self.audio_frames_without_video < AUDIO_ONLY_AFTER {
+                        return Ok(());
+                    }
+                    info!(stream = %self.stream.name, "no video configuration: packaging audio only");
+                    self.start_packager();
+                }
+                self.push(AccessUnit {
+                    track: TrackKind::Audio,
+                    dts,
+                    pts: dts,
+                    keyframe: true,
+                    data,
+                });
+                Ok(())
+            }
+            AudioTag::Unsupported(what) => Err(IngestError::Unsupported(what)),
+        }
+    }
+
+    fn push(&mut self, au: AccessUnit) {
+        if let Some(p) = self.packager.as_mut() {
+            let events = p.push(au);
+            self.streams.apply(&self.stream, 0, events);
+        }
+    }
+
+    fn start_packager(&mut self) {
+        let mut tracks = Vec::new();
+        if let Some(v) = &self.video {
+            tracks.push(CodecConfig::Avc(v.clone()));
+        }
+        if let Some(a) = &self.audio {
+            tracks.push(CodecConfig::Aac(a.clone()));
+        }
+        let start = self.stream.lock().continuation;
+        let packager = Packager::new(self.streams.settings.packager, &tracks, start);
+        let codecs = packager
+            .codecs()
+            .map(CodecConfig::codec_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let resolution = self
+            .video
+            .as_ref()
+            .map(|v| (v.sps_info.width, v.sps_info.height));
+        self.streams
+            .set_init(&self.stream, 0, packager.init_segment(), codecs, resolution);
+        info!(stream = %self.stream.name, tracks = tracks.len(), "packaging started");
+        self.packager = Some(packager);
+    }
+
+    /// Flushes the packager and records where the next one continues.
+    fn finish_packager(&mut self) {
+        if let Some(mut p) = self.packager.take() {
+            let events = p.finish();
+            self.streams.apply(&self.stream, 0, events);
+            self.stream.lock().continuation = p.continuation();
+        }
+    }
+
+    fn restart_packager(&mut self) {
+        self.finish_packager();
+        {
+            let mut st = self.stream.lock();
+            for r in &mut st.renditions {
+                r.live.mark_discontinuity();
+            }
+            st.vod_next_discontinuity = true;
+        }
+        info!(stream = %self.stream.name, "codec configuration changed mid-stream");
+    }
+}
+
+impl Drop for PublishSession {
+    fn drop(&mut self) {
+        self.finish_packager();
+        self.streams.publisher_gone(&self.stream, self.session);
+    }
+}

@@ -1,0 +1,201 @@
+//! Shared by the origin's end-to-end tests: an origin on port 0, an HTTP client, and ffmpeg
+//! publishers that are killed when dropped.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use potok_config::{Config, Role, Secret, StreamKeyConfig};
+use potok_service::{CancellationToken, Metrics, RoleContext};
+
+pub const KEY: &str = "test-key-0123456789";
+pub const STREAM: &str = "teststream";
+
+pub struct Origin {
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub data: tempfile::TempDir,
+    pub metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+impl Origin {
+    pub async fn start(tune: impl FnOnce(&mut Config)) -> Origin {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.node.data_dir = data.path().to_path_buf();
+        config.origin.http_listen = "127.0.0.1:0".parse().unwrap();
+        config.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
+        config.origin.streams = vec![StreamKeyConfig {
+            name: STREAM.into(),
+            key: Secret::new(KEY),
+        }];
+        tune(&mut config);
+        config.validate(&[Role::Origin]).unwrap();
+        let ctx = RoleContext {
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+            readiness_timeout: Duration::from_secs(2),
+        };
+        let server = potok_origin::bind(&config, &ctx).await.unwrap();
+        let http = server.local_addr();
+        let rtmp = server.addr_of("rtmp").unwrap();
+        tokio::spawn(server.run(ctx.shutdown.clone()));
+        Origin {
+            http,
+            rtmp,
+            data,
+            metrics: ctx.metrics,
+            shutdown: ctx.shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    pub fn archive(&self) -> PathBuf {
+        self.data.path().join("archive")
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub struct Got {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET with a fresh connection, failing the test after 20 s.
+pub async fn get(url: &str) -> Got {
+    get_with(url, &[]).await
+}
+
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Got {
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
+    let mut req = hyper::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::new()).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .unwrap_or_else(|_| panic!("GET {url}: no answer in 20 s"))
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Polls `url` until it answers 200, up to `limit`.
+pub async fn wait_ok(url: &str, limit: Duration) -> Got {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = get(url).await;
+        if got.status == 200 {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {} after {limit:?}",
+            got.status
+        );
+        // Nothing to subscribe to from outside: poll at a tenth of the part target.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An ffmpeg publisher; killed on drop.
+pub struct Publisher(pub Child);
+
+impl Publisher {
+    /// Pushes a lavfi test pattern and tone in real time.
+    pub fn start(url: &str, size: &str, seconds: u32) -> Publisher {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={size}:rate=30"),
+            ])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &seconds.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "60",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg not found: run scripts/setup");
+        Publisher(child)
+    }
+
+    /// Waits for ffmpeg to exit (up to `limit`) and returns whether it succeeded.
+    pub async fn wait(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ffmpeg still running after {limit:?}"
+            );
+            // std has no wait-with-timeout for a child; poll without blocking the runtime.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
