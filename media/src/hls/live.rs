@@ -231,9 +231,10 @@ impl LiveRendition {
         self.ended
     }
 
-    /// Whether anything can be listed yet.
+    /// Whether a playlist can be served: players (hls.js among them) treat a playlist
+    /// without a single complete segment as an error, so nothing is listed before one.
     pub fn has_media(&self) -> bool {
-        !self.segs.is_empty()
+        self.segs.iter().any(|s| s.complete)
     }
 
     /// Measured (peak, average) bits per second over complete segments.
@@ -726,6 +727,13 @@ mod tests {
         let p = w.playlist(false, vec![]);
         assert_eq!(p.discontinuity_sequence, 1);
         assert!(p.segments.iter().all(|s| !s.discontinuity));
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_first_complete_segment() {
+        let w = window(0, 3);
+        assert!(!w.has_media());
+        assert!(window(1, 0).has_media());
     }
 
     #[test]
