@@ -385,3 +385,88 @@ fn the_effective_config_never_shows_secrets() {
     let again: toml::Table = shown.parse().unwrap();
     assert!(again.contains_key("edge"));
 }
+
+#[test]
+fn origin_rules_name_their_fields() {
+    let text = r#"
+        [origin]
+        max_ingest_connections = 0
+        ingest_timeout = "0s"
+        [origin.hls]
+        part_target = "10ms"
+        segment_target = "500ms"
+        window_segments = 3
+        max_window_bytes = "1KiB"
+        max_held_requests = 0
+        [origin.archive]
+        queue = 0
+        [[origin.streams]]
+        name = "ok-name"
+        key = "short"
+        [[origin.streams]]
+        name = "bad name/"
+        key = "a-good-long-key"
+        [[origin.streams]]
+        name = "ok-name"
+        key = "a-good-long-key"
+        [[origin.streams]]
+        name = "same-as-key"
+        key = "same-as-key"
+    "#;
+    let errs = refused(load_str(text, None, env(&[]), &[Role::Origin]));
+    let paths: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
+    for want in [
+        "origin.max_ingest_connections",
+        "origin.ingest_timeout",
+        "origin.hls.part_target",
+        "origin.hls.segment_target",
+        "origin.hls.window_segments",
+        "origin.hls.max_window_bytes",
+        "origin.hls.max_held_requests",
+        "origin.archive.queue",
+        "origin.streams[0].key",
+        "origin.streams[1].name",
+        "origin.streams[2].name",
+        "origin.streams[2].key",
+        "origin.streams[3].key",
+    ] {
+        assert!(paths.contains(&want), "no error for {want} in {errs:#?}");
+    }
+    // Keys are never echoed back.
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.contains("a-good-long-key") || e.contains("short\"")),
+        "{errs:#?}"
+    );
+    // A segment target under twice the part target is refused even when both are in range.
+    let errs = refused(load_str(
+        "[origin.hls]\npart_target = \"1s\"\nsegment_target = \"1500ms\"\n",
+        None,
+        env(&[]),
+        &[Role::Origin],
+    ));
+    assert_eq!(
+        errs,
+        ["origin.hls.segment_target: must be at least twice origin.hls.part_target (1s)"]
+    );
+}
+
+#[test]
+fn stream_keys_can_come_from_the_environment_and_are_redacted() {
+    let c = load_str(
+        "",
+        None,
+        env(&[(
+            "POTOK_ORIGIN__STREAMS",
+            "[{name=\"alice\",key=\"alice-secret-key-1\"}]",
+        )]),
+        &[Role::Origin],
+    )
+    .unwrap();
+    assert_eq!(c.origin.streams[0].name, "alice");
+    assert_eq!(c.origin.streams[0].key.expose(), "alice-secret-key-1");
+    let shown = c.to_redacted_toml();
+    assert!(!shown.contains("alice-secret-key-1"), "{shown}");
+    assert!(shown.contains("name = \"alice\""), "{shown}");
+}
