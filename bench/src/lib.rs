@@ -1,7 +1,14 @@
 //! Benchmarks and load tools: end-to-end comparisons of Potok against references measured in
-//! the same run on the same machine (nginx for file serving, the ffmpeg CLI for transcoding,
-//! peers for latency), each printing the reference, Potok's number and their ratio.
+//! the same run on the same machine (nginx for file serving, nginx-rtmp for HLS latency, the
+//! ffmpeg CLI for transcoding), each printing the reference, Potok's number and their ratio.
 //!
-//! Benchmarks land with the issues whose targets they measure.
+//! - [`llhls`]: `bench llhls-latency` — how soon after a frame leaves the publisher the part
+//!   holding it can be downloaded, and how far behind live hls.js plays.
+//! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
+//!   records when each video frame left.
 
 #![forbid(unsafe_code)]
+
+pub mod llhls;
+pub mod rtmp;
+pub mod stats;

@@ -1,0 +1,122 @@
+//! `bench`: Potok's benchmarks. Each prints the reference it compares against, measured in
+//! the same run, and the ratio.
+//!
+//!   cargo run --release -p potok-bench -- llhls-latency [--seconds 60] [--runs 3]
+
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout)] // printing results is what this binary is for
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use potok_bench::llhls::{Options, Report, run};
+use potok_bench::stats::{median, percentile};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Potok benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Frame → downloadable part at the origin (vs nginx-rtmp HLS segments), and hls.js latency.
+    LlhlsLatency {
+        /// Seconds measured per run, after a 5 s warm-up.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Runs; the summary gives the median of the runs' percentiles.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Skip the nginx-rtmp reference.
+        #[arg(long)]
+        no_reference: bool,
+        /// Skip hls.js in headless Chromium.
+        #[arg(long)]
+        no_player: bool,
+    },
+}
+
+fn fmt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0} {unit}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Bench::LlhlsLatency {
+        seconds,
+        runs,
+        no_reference,
+        no_player,
+    } = cli.command;
+    let opts = Options {
+        seconds,
+        reference: !no_reference,
+        player: !no_player,
+        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "llhls-latency: 1280x720 30 fps x264 veryfast zerolatency -g 60 + AAC, {seconds} s per run after 5 s warm-up, {runs} run(s)"
+    );
+    println!(
+        "  Potok: PART-TARGET 200 ms, segment target 2 s; parts fetched through preload hints"
+    );
+    if opts.reference {
+        println!(
+            "  reference: nginx-rtmp HLS (hls_fragment 1s; cut at keyframes), same frames, playlist polled every 10 ms"
+        );
+    }
+    let mut per_run: Vec<Report> = Vec::new();
+    for i in 1..=runs {
+        let r = rt.block_on(run(&opts))?;
+        let pt = r.part_target_ms;
+        println!(
+            "run {i}: Potok part after last frame p50 {} p99 {} ({} parts; p99 = {:.2} x PART-TARGET) | reference segment p50 {} p99 {} ({} segments) | hls.js latency p50 Potok {} reference {}",
+            fmt(percentile(&r.part_ms, 50.0), "ms"),
+            fmt(percentile(&r.part_ms, 99.0), "ms"),
+            r.part_ms.len(),
+            percentile(&r.part_ms, 99.0).unwrap_or(f64::NAN) / pt,
+            fmt(percentile(&r.reference_segment_ms, 50.0), "ms"),
+            fmt(percentile(&r.reference_segment_ms, 99.0), "ms"),
+            r.reference_segment_ms.len(),
+            fmt(median(&r.player_potok).map(|s| s * 1000.0), "ms"),
+            fmt(median(&r.player_reference).map(|s| s * 1000.0), "ms"),
+        );
+        per_run.push(r);
+    }
+    let med = |f: &dyn Fn(&Report) -> Option<f64>| {
+        median(&per_run.iter().filter_map(f).collect::<Vec<_>>())
+    };
+    let pt = per_run.first().map_or(200.0, |r| r.part_target_ms);
+    let part50 = med(&|r| percentile(&r.part_ms, 50.0));
+    let part99 = med(&|r| percentile(&r.part_ms, 99.0));
+    let ref50 = med(&|r| percentile(&r.reference_segment_ms, 50.0));
+    let ref99 = med(&|r| percentile(&r.reference_segment_ms, 99.0));
+    let play = med(&|r| median(&r.player_potok));
+    let play_ref = med(&|r| median(&r.player_reference));
+    println!("summary (median of runs):");
+    println!(
+        "  frame -> downloadable: Potok part p50 {} p99 {} = {:.2} x PART-TARGET (target <= 1.00) | reference segment p50 {} p99 {}",
+        fmt(part50, "ms"),
+        fmt(part99, "ms"),
+        part99.unwrap_or(f64::NAN) / pt,
+        fmt(ref50, "ms"),
+        fmt(ref99, "ms"),
+    );
+    if let (Some(a), Some(b)) = (part50, ref50) {
+        println!("  ratio reference/Potok (p50): {:.1}x", b / a);
+    }
+    println!(
+        "  hls.js latency p50: Potok {} (target <= 1000 ms) | reference {}",
+        fmt(play.map(|s| s * 1000.0), "ms"),
+        fmt(play_ref.map(|s| s * 1000.0), "ms")
+    );
+    if let (Some(a), Some(b)) = (play, play_ref) {
+        println!("  ratio reference/Potok (player latency): {:.1}x", b / a);
+    }
+    Ok(())
+}
