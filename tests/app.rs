@@ -25,6 +25,30 @@ fn local_config(dir: &Path) -> Config {
     c
 }
 
+/// An app serving in the background until [`Served::stop`].
+struct Served {
+    shutdown: potok_service::CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    fn start(app: App) -> Served {
+        Served {
+            shutdown: app.shutdown_token(),
+            running: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Cancels and waits (bounded) for every role to drain.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.running)
+            .await
+            .expect("roles did not stop within 10 s")
+            .unwrap();
+    }
+}
+
 async fn start(config: Config, roles: &[Role]) -> (App, std::net::SocketAddr) {
     config.validate(roles).unwrap();
     let app = App::bind(config, roles).await.unwrap();
@@ -42,8 +66,7 @@ async fn every_role_of_potok_all_answers_health_readiness_and_metrics() {
         .iter()
         .map(|r| (*r, app.addr(*r).unwrap()))
         .collect();
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
 
     for (role, addr) in &addrs {
         assert_ne!(addr.port(), 0);
@@ -87,11 +110,7 @@ async fn every_role_of_potok_all_answers_health_readiness_and_metrics() {
     let edge_ready = get(addrs[2].1, "/readyz").await.json();
     assert_eq!(edge_ready["checks"][0]["name"], "upstream");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -101,8 +120,7 @@ async fn metrics_pass_promtool() {
         .await
         .unwrap();
     let edge = app.addr(Role::Edge).unwrap();
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
     // Traffic first, so that histograms and counters with labels are in the output.
     get(edge, "/healthz").await;
     get(edge, "/no/such/thing").await;
@@ -129,19 +147,14 @@ async fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
 async fn requests_are_counted_by_route_never_by_raw_path() {
     let dir = tempfile::tempdir().unwrap();
     let (app, origin) = start(local_config(dir.path()), &[Role::Origin]).await;
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
     let missing = get(origin, "/attacker-chosen-path-123").await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["code"], "NOT_FOUND");
@@ -160,11 +173,7 @@ async fn requests_are_counted_by_route_never_by_raw_path() {
         "{text}"
     );
     assert!(!text.contains("attacker-chosen"), "{text}");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -174,8 +183,7 @@ async fn an_edge_whose_origins_are_down_is_not_ready_and_says_why() {
     let dead = format!("http://127.0.0.1:{}", closed_port());
     config.edge.upstream.origins = vec![dead.clone()];
     let (app, edge) = start(config, &[Role::Edge]).await;
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
 
     let ready = get(edge, "/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.body);
@@ -192,11 +200,7 @@ async fn an_edge_whose_origins_are_down_is_not_ready_and_says_why() {
     // Alive all the same.
     assert_eq!(get(edge, "/healthz").await.status, 200);
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -205,8 +209,7 @@ async fn an_origin_that_cannot_write_its_data_dir_is_not_ready() {
     let config = local_config(dir.path());
     let data = config.node.data_dir.clone();
     let (app, origin) = start(config, &[Role::Origin]).await;
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
     assert_eq!(get(origin, "/readyz").await.status, 200);
 
     // The data directory turns into a file: storage is gone.
@@ -223,11 +226,7 @@ async fn an_origin_that_cannot_write_its_data_dir_is_not_ready() {
         ready.body
     );
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -236,8 +235,7 @@ async fn the_connection_cap_is_taken_before_accept() {
     let mut config = local_config(dir.path());
     config.http.max_connections = 1;
     let (app, origin) = start(config, &[Role::Origin]).await;
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
 
     // The first client holds the only permit without sending anything.
     let holder = TcpStream::connect(origin).await.unwrap();
@@ -262,11 +260,7 @@ async fn the_connection_cap_is_taken_before_accept() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -276,8 +270,7 @@ async fn slow_and_oversized_request_heads_are_cut_off() {
     config.http.header_read_timeout = "200ms".parse().unwrap();
     config.http.max_header_bytes = "8KiB".parse().unwrap();
     let (app, origin) = start(config, &[Role::Origin]).await;
-    let shutdown = app.shutdown_token();
-    let running = tokio::spawn(app.run());
+    let served = Served::start(app);
 
     // Slowloris: half a request head, then silence. The server hangs up.
     let mut slow = TcpStream::connect(origin).await.unwrap();
@@ -312,9 +305,5 @@ async fn slow_and_oversized_request_heads_are_cut_off() {
         "oversized head got: {answer}"
     );
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }

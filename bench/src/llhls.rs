@@ -153,7 +153,19 @@ fn ffmpeg(seconds: u64) -> anyhow::Result<Child> {
             "-b:v",
             "2500k",
         ])
-        .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv", "pipe:1"])
+        // Each packet is written as soon as it is muxed, as an encoder pushing RTMP does;
+        // without it ffmpeg's 32 KiB output buffer would send frames in bursts.
+        .args([
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-flush_packets",
+            "1",
+            "-f",
+            "flv",
+            "pipe:1",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

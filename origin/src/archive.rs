@@ -34,32 +34,20 @@ struct ArchiveMetrics {
 
 impl ArchiveMetrics {
     fn new(m: &Metrics) -> Self {
-        let gauge = |name: &str, help: &str| {
-            let g =
-                IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("static metric: {e}"));
-            m.register(Box::new(g.clone()));
-            g
-        };
-        let counter = |name: &str, help: &str| {
-            let c =
-                IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("static metric: {e}"));
-            m.register(Box::new(c.clone()));
-            c
-        };
         ArchiveMetrics {
-            queued: gauge(
+            queued: m.int_gauge(
                 "potok_archive_queue_depth",
                 "Archive writes waiting for the object store.",
             ),
-            written: counter(
+            written: m.int_counter(
                 "potok_archive_written_total",
                 "Objects written to the archive.",
             ),
-            failed: counter(
+            failed: m.int_counter(
                 "potok_archive_failures_total",
                 "Archive writes given up after retries.",
             ),
-            dropped: counter(
+            dropped: m.int_counter(
                 "potok_archive_dropped_total",
                 "Archive writes dropped because the queue was full.",
             ),

@@ -18,43 +18,31 @@ pub(crate) struct OriginMetrics {
 
 impl OriginMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
-        let gauge = |name: &str, help: &str| {
-            let g =
-                IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("static metric: {e}"));
-            m.register(Box::new(g.clone()));
-            g
-        };
-        let counter = |name: &str, help: &str| {
-            let c =
-                IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("static metric: {e}"));
-            m.register(Box::new(c.clone()));
-            c
-        };
         OriginMetrics {
-            publishers: gauge(
+            publishers: m.int_gauge(
                 "potok_origin_publishers",
                 "Publishers currently sending media.",
             ),
-            ingest_connections: gauge("potok_ingest_connections", "Open RTMP connections."),
-            ingest_bytes: counter(
+            ingest_connections: m.int_gauge("potok_ingest_connections", "Open RTMP connections."),
+            ingest_bytes: m.int_counter(
                 "potok_ingest_bytes_total",
                 "Audio and video payload bytes received from publishers.",
             ),
-            video_frames: counter(
+            video_frames: m.int_counter(
                 "potok_ingest_video_frames_total",
                 "Video frames received from publishers.",
             ),
-            audio_frames: counter(
+            audio_frames: m.int_counter(
                 "potok_ingest_audio_frames_total",
                 "Audio frames received from publishers.",
             ),
-            refused_publishes: counter(
+            refused_publishes: m.int_counter(
                 "potok_ingest_refused_total",
                 "Publish attempts refused (unknown key, stream already live).",
             ),
-            parts: counter("potok_hls_parts_total", "LL-HLS parts produced."),
-            segments: counter("potok_hls_segments_total", "LL-HLS segments completed."),
-            held_requests: gauge(
+            parts: m.int_counter("potok_hls_parts_total", "LL-HLS parts produced."),
+            segments: m.int_counter("potok_hls_segments_total", "LL-HLS segments completed."),
+            held_requests: m.int_gauge(
                 "potok_hls_held_requests",
                 "Playlist and part requests held waiting for media.",
             ),

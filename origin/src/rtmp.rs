@@ -16,9 +16,10 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
+
+use potok_service::http::accept_loop;
 
 use crate::auth::{AuthError, PublishAuth};
 use crate::metrics::OriginMetrics;
@@ -33,40 +34,28 @@ pub(crate) struct Ingest {
 }
 
 pub(crate) async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(ingest.max_connections));
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (socket, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "RTMP accept failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+    accept_loop(
+        &listener,
+        ingest.max_connections,
+        &shutdown,
+        |socket, peer, permit| {
+            let ingest = Arc::clone(&ingest);
+            let shutdown = shutdown.clone();
+            tokio::spawn(
+                async move {
+                    ingest.metrics.ingest_connections.inc();
+                    match connection(socket, &ingest, shutdown).await {
+                        Ok(()) => debug!("connection closed"),
+                        Err(e) => warn!(error = %e, "connection closed"),
                     }
+                    ingest.metrics.ingest_connections.dec();
+                    drop(permit);
                 }
-            },
-        };
-        let ingest = Arc::clone(&ingest);
-        let shutdown = shutdown.clone();
-        tokio::spawn(
-            async move {
-                ingest.metrics.ingest_connections.inc();
-                match connection(socket, &ingest, shutdown).await {
-                    Ok(()) => debug!("connection closed"),
-                    Err(e) => warn!(error = %e, "connection closed"),
-                }
-                ingest.metrics.ingest_connections.dec();
-                drop(permit);
-            }
-            .instrument(info_span!("rtmp", %peer)),
-        );
-    }
+                .instrument(info_span!("rtmp", %peer)),
+            );
+        },
+    )
+    .await;
     info!("RTMP listener stopped");
 }
 

@@ -403,3 +403,94 @@ async fn a_reconnect_within_grace_continues_the_stream_and_then_it_ends() {
         assert!(f.is_file(), "{} not archived", f.display());
     }
 }
+
+#[tokio::test]
+async fn garbage_and_silence_on_the_rtmp_port_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(|c| c.origin.ingest_timeout = "1s".parse().unwrap()).await;
+
+    // Not RTMP at all: an HTTP request, then bytes from a simple generator.
+    let mut garbage = tokio::net::TcpStream::connect(origin.rtmp).await.unwrap();
+    let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bytes.push(x as u8);
+    }
+    let _ = garbage.write_all(&bytes).await;
+    let mut sink = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), garbage.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "a connection sending garbage was kept open");
+
+    // Silence after connecting: closed after origin.ingest_timeout.
+    let mut silent = tokio::net::TcpStream::connect(origin.rtmp).await.unwrap();
+    let asked = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "a silent connection was kept open");
+    assert!(asked.elapsed() >= Duration::from_millis(900));
+
+    // The listener still takes publishers.
+    let _pusher = Publisher::start(&origin.rtmp_url(KEY), "160x90", 20);
+    wait_ok(&origin.url(&playlist_path()), Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn held_requests_are_bounded_per_stream_and_in_time() {
+    let origin = Origin::start(|c| {
+        c.origin.hls.max_held_requests = 2;
+        c.origin.hls.reconnect_grace = "60s".parse().unwrap();
+    })
+    .await;
+    let url = origin.url(&playlist_path());
+    let mut pusher = Publisher::start(&origin.rtmp_url(KEY), "160x90", 30);
+    wait_ok(&url, Duration::from_secs(20)).await;
+    // The publisher goes away (the stream waits for a reconnect): nothing new will come.
+    pusher.kill();
+    let p = parse(&get(&url).await.text());
+    let (m, _) = last_part(&p);
+    let future = format!("{url}?_HLS_msn={}", m + 1);
+
+    let asked = Instant::now();
+    let a = tokio::spawn(get_owned(future.clone()));
+    let b = tokio::spawn(get_owned(future.clone()));
+    // Both permits are taken once the metric says two requests are held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !origin
+        .metrics
+        .encode()
+        .contains("potok_hls_held_requests 2")
+    {
+        assert!(Instant::now() < deadline, "requests were not held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let third = get(&future).await;
+    assert_eq!(third.status, 503, "a third waiting request was accepted");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the third request waited"
+    );
+
+    // The held ones give up after three target durations (6 s) with 503.
+    for held in [a, b] {
+        let got = held.await.unwrap();
+        assert_eq!(got, 503);
+    }
+    assert!(
+        asked.elapsed() >= Duration::from_secs(6),
+        "released after {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        origin
+            .metrics
+            .encode()
+            .contains("potok_hls_held_requests 0")
+    );
+}
+
+async fn get_owned(url: String) -> u16 {
+    get(&url).await.status
+}

@@ -19,8 +19,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use potok_config::{HttpConfig, ListenAddr, Role};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -170,13 +170,51 @@ impl RoleServer {
     }
 }
 
+/// Accepts connections until `shutdown`, taking one of `max` permits *before* each accept so
+/// that at most `max` connections are open and the rest wait in the kernel's backlog. Each
+/// connection is handed to `handle` with its permit, which it must hold until the connection
+/// ends. Accept errors (EMFILE and friends) back off briefly instead of spinning.
+pub async fn accept_loop<F>(
+    listener: &TcpListener,
+    max: usize,
+    shutdown: &CancellationToken,
+    mut handle: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
+{
+    let permits = Arc::new(Semaphore::new(max));
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return, // the semaphore is never closed
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        handle(stream, peer, permit);
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -192,43 +230,28 @@ async fn serve(
         .keep_alive_interval(Duration::from_secs(30));
     let builder = Arc::new(builder);
 
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // the semaphore is never closed
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+    accept_loop(
+        &listener,
+        limits.max_connections,
+        &shutdown,
+        |stream, peer, permit| {
+            let service = TowerToHyperService::new(router.clone());
+            let builder = Arc::clone(&builder);
+            let watcher = graceful.watcher();
+            tokio::spawn(
+                async move {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        debug!(error = %e, "connection ended with an error");
                     }
+                    drop(permit);
                 }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
-        tokio::spawn(
-            async move {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(conn).await {
-                    debug!(error = %e, "connection ended with an error");
-                }
-                drop(permit);
-            }
-            .instrument(info_span!("conn", %peer)),
-        );
-    }
+                .instrument(info_span!("conn", %peer)),
+            );
+        },
+    )
+    .await;
     drop(listener);
     info!("stopped accepting; draining open connections");
     graceful.shutdown().await;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use potok_config::Role;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The registry and the metrics every role records.
@@ -79,6 +80,22 @@ impl Metrics {
         if let Err(e) = self.registry.register(c) {
             tracing::error!(error = %e, "metric registration failed");
         }
+    }
+
+    /// Registers and returns a gauge; `name` and `help` are static strings of the caller.
+    pub fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
+        let g =
+            IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("static metric {name}: {e}"));
+        self.register(Box::new(g.clone()));
+        g
+    }
+
+    /// Registers and returns a counter; `name` and `help` are static strings of the caller.
+    pub fn int_counter(&self, name: &str, help: &str) -> IntCounter {
+        let c = IntCounter::new(name, help)
+            .unwrap_or_else(|e| unreachable!("static metric {name}: {e}"));
+        self.register(Box::new(c.clone()));
+        c
     }
 
     /// Marks `role` as running in this process (`potok_build_info{role=...} 1`).
