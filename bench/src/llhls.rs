@@ -272,8 +272,14 @@ async fn follow_potok(
                         .take(durations.len().saturating_sub(1))
                         .map(|d| u64::from(*d))
                         .sum::<u64>();
-                // The output timeline starts at the first frame the publisher sent (ts 0).
-                let ts_ms = last_start as f64 / 90.0;
+                // The output timeline starts (tfdt 0) at the first video frame the publisher
+                // sent, a keyframe, whatever its RTMP timestamp.
+                let first = sent
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.keys().min().copied())
+                    .unwrap_or(0);
+                let ts_ms = f64::from(first) + last_start as f64 / 90.0;
                 if now.duration_since(start) > WARMUP
                     && let Some(t) = last_frame_before(&sent, ts_ms + 1.0)
                 {
@@ -313,7 +319,17 @@ async fn follow_nginx(
                 if starts.contains_key(&msn) || s.uri.is_none() {
                     continue;
                 }
-                let seg_start = if starts.is_empty() { 0.0 } else { next_start };
+                // nginx's first segment starts at the first coded frame sent to it.
+                let first = sent
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.keys().min().copied())
+                    .unwrap_or(0);
+                let seg_start = if starts.is_empty() {
+                    f64::from(first)
+                } else {
+                    next_start
+                };
                 starts.insert(msn, seg_start);
                 let end = seg_start + s.duration * 1000.0;
                 next_start = end;

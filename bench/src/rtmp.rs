@@ -129,6 +129,10 @@ impl Target {
     }
 
     async fn tag(&self, kind: TagKind, ts: u32, body: Bytes) -> anyhow::Result<()> {
+        let frame_header = [
+            body.first().copied().unwrap_or(0),
+            body.get(1).copied().unwrap_or(0),
+        ];
         let mut c = self.conn.lock().await;
         let t = RtmpTimestamp::new(ts);
         let r = match kind {
@@ -139,7 +143,9 @@ impl Target {
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         c.send(vec![r]).await?;
         drop(c);
-        if kind == TagKind::Video {
+        // Coded frames only: the sequence header is a video tag too (AVC packet type 0).
+        let coded_frame = body_is_frame(kind, &frame_header);
+        if coded_frame {
             self.sent
                 .lock()
                 .map_err(|_| anyhow::anyhow!("poisoned"))?
@@ -147,6 +153,11 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// Whether a tag is an AVC coded frame (not a sequence header or end of sequence).
+fn body_is_frame(kind: TagKind, header: &[u8; 2]) -> bool {
+    kind == TagKind::Video && header[0] & 0x0f == 7 && header[1] == 1
 }
 
 async fn reader(
