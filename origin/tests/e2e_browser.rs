@@ -28,6 +28,14 @@ async fn hls_js_plays_the_stream_about_a_second_behind_live() {
     wait_ok(&master, Duration::from_secs(20)).await;
 
     let script = player_script();
+    let packages = script
+        .with_file_name("node_modules")
+        .join("playwright-core");
+    assert!(
+        packages.is_dir(),
+        "{} is missing: run scripts/setup (it installs the npm packages)",
+        packages.display()
+    );
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new("node")
