@@ -60,6 +60,21 @@ impl App {
                 Role::ControlPlane => potok_control_plane::bind(&config, &ctx).await?,
                 Role::Origin => potok_origin::bind(&config, &ctx).await?,
                 Role::Edge => {
+                    // The edge of an all-in-one process reads the origin's archive for
+                    // segments the origin no longer holds.
+                    if config.edge.archive_path.is_none()
+                        && config.origin.archive.enabled
+                        && roles.contains(&Role::Origin)
+                    {
+                        config.edge.archive_path = Some(
+                            config
+                                .origin
+                                .archive
+                                .path
+                                .clone()
+                                .unwrap_or_else(|| config.node.data_dir.join("archive")),
+                        );
+                    }
                     if config.edge.upstream.origins.is_empty()
                         && let Some(origin) = servers.iter().find(|s| s.role() == Role::Origin)
                     {
@@ -132,10 +147,11 @@ impl App {
             ));
         }
         out.push_str("  every role answers /healthz, /readyz and /metrics on its port\n");
-        // Viewers play from the origin until the edge serves media.
-        if let (Some(rtmp), Some(http)) =
-            (self.listener(Role::Origin, "rtmp"), self.addr(Role::Origin))
-        {
+        // Viewers play through the edge when this process runs one.
+        if let (Some(rtmp), Some(http)) = (
+            self.listener(Role::Origin, "rtmp"),
+            self.addr(Role::Edge).or(self.addr(Role::Origin)),
+        ) {
             out.push_str(&format!(
                 "  {:<18} rtmp://{host}:{}/live  + stream key\n",
                 "RTMP ingest",

@@ -309,6 +309,15 @@ pub struct EdgeConfig {
     pub cache: CacheConfig,
     /// The origins this edge pulls from.
     pub upstream: UpstreamConfig,
+    /// Signed playback URLs for private and subscriber-only streams.
+    pub signing: SigningConfig,
+    /// Local object store the origins archive to (the same directory or a mirror of it): a
+    /// segment an origin no longer holds is read from here before a 404. Unset on a lone
+    /// edge means no fallback; `potok all` uses the origin's archive.
+    pub archive_path: Option<PathBuf>,
+    /// Most requests waiting for the same upstream answers at once (coalesced misses,
+    /// blocking playlists, preload-hinted parts); more get 503.
+    pub max_waiters: usize,
 }
 
 impl Default for EdgeConfig {
@@ -319,6 +328,9 @@ impl Default for EdgeConfig {
             tls: TlsConfig::default(),
             cache: CacheConfig::default(),
             upstream: UpstreamConfig::default(),
+            signing: SigningConfig::default(),
+            archive_path: None,
+            max_waiters: 100_000,
         }
     }
 }
@@ -360,6 +372,10 @@ pub struct UpstreamConfig {
     pub connect_timeout: HumanDuration,
     /// Time allowed for an origin to answer a request once connected.
     pub read_timeout: HumanDuration,
+    /// Time allowed for an origin to answer a request it holds on purpose (a blocking
+    /// playlist reload, a preload-hinted part); the origin gives up after three target
+    /// durations, so this should be longer.
+    pub hold_timeout: HumanDuration,
 }
 
 impl Default for UpstreamConfig {
@@ -368,8 +384,19 @@ impl Default for UpstreamConfig {
             origins: Vec::new(),
             connect_timeout: HumanDuration::secs(2),
             read_timeout: HumanDuration::secs(5),
+            hold_timeout: HumanDuration::secs(10),
         }
     }
+}
+
+/// HMAC-SHA256 playback tokens: `?token=EXPIRES.SIGNATURE`, scoped to one stream.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The shared HMAC key (at least 32 characters). Unset: no stream needs a token.
+    pub key: Option<Secret>,
+    /// Streams whose playback needs a token; `["*"]` for every stream.
+    pub private_streams: Vec<String>,
 }
 
 /// The control-plane role.

@@ -225,6 +225,23 @@ impl Config {
                 Duration::from_millis(1),
                 Duration::from_secs(600),
             );
+            v.duration(
+                "edge.upstream.hold_timeout",
+                up.hold_timeout.get(),
+                Duration::from_millis(1),
+                Duration::from_secs(600),
+            );
+            if self.edge.max_waiters == 0 {
+                v.add("edge.max_waiters", "must be at least 1");
+            }
+            if let Some(key) = &self.edge.signing.key
+                && key.expose().len() < 32
+            {
+                v.add("edge.signing.key", "must be at least 32 characters");
+            }
+            if !self.edge.signing.private_streams.is_empty() && self.edge.signing.key.is_none() {
+                v.add("edge.signing.private_streams", "needs edge.signing.key");
+            }
         }
 
         if runs(Role::ControlPlane) {

@@ -1,55 +1,188 @@
-//! The edge's view of its origins. Today: whether any of them is alive, for `/readyz`.
+//! The edge's side of the origin HTTP API: which origins serve a stream (a [`Resolver`];
+//! the configured list for now, the control plane later), pooled connections with connect
+//! and read timeouts, and failover to the next origin only when the request never reached
+//! the first (a failed connect), which makes the retry safe.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::HeaderMap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use potok_config::UpstreamConfig;
 use potok_service::ReadinessCheck;
 
-/// A readiness check that passes when at least one origin answers `GET /healthz` with 200
-/// within the upstream timeouts; the failure names every origin and why it failed.
-pub(crate) fn readiness(cfg: &UpstreamConfig) -> ReadinessCheck {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
-    let origins = cfg.origins.clone();
-    let read_timeout = cfg.read_timeout.get();
-    ReadinessCheck::new("upstream", move || {
-        let client = client.clone();
-        let origins = origins.clone();
-        async move {
-            if origins.is_empty() {
-                return Err("no origin configured".to_owned());
-            }
-            let mut failures = Vec::new();
-            for origin in &origins {
-                let url = format!("{}/healthz", origin.trim_end_matches('/'));
-                let uri = match url.parse::<hyper::Uri>() {
-                    Ok(u) => u,
-                    Err(e) => {
-                        failures.push(format!("{url}: {e}"));
-                        continue;
-                    }
-                };
-                match tokio::time::timeout(read_timeout, client.get(uri)).await {
-                    Ok(Ok(resp)) if resp.status().is_success() => return Ok(()),
-                    Ok(Ok(resp)) => {
-                        failures.push(format!("{url}: HTTP {}", resp.status().as_u16()))
-                    }
-                    Ok(Err(e)) => failures.push(format!("{url}: {}", describe(&e))),
-                    Err(_) => failures.push(format!(
-                        "{url}: no answer within {}ms",
-                        read_timeout.as_millis()
-                    )),
-                }
-            }
-            Err(format!("no origin answered: {}", failures.join(", ")))
+/// Largest object accepted from an origin (a segment of a high-bitrate rung is a few MiB).
+pub const MAX_OBJECT_BYTES: usize = 64 << 20;
+
+/// Which origins may serve a stream, best first.
+pub trait Resolver: Send + Sync + 'static {
+    /// Base URLs (`http://origin-1:8081`) for `stream`.
+    fn origins(&self, stream: &str) -> Vec<String>;
+}
+
+/// The configured origin list, for every stream.
+pub struct StaticOrigins(pub Vec<String>);
+
+impl Resolver for StaticOrigins {
+    fn origins(&self, _stream: &str) -> Vec<String> {
+        self.0.clone()
+    }
+}
+
+/// An origin's answer.
+pub struct Fetched {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// Why no origin answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No origin accepted a connection (retried on each): 502.
+    #[error("no origin reachable: {0}")]
+    Unreachable(String),
+    /// An origin took the request and did not answer in time: 504.
+    #[error("origin timed out")]
+    Timeout,
+    /// The answer broke off or was too large: 502.
+    #[error("origin answer unusable: {0}")]
+    Broken(String),
+}
+
+/// Pooled client for the origins.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    resolver: Arc<dyn Resolver>,
+    read_timeout: Duration,
+    hold_timeout: Duration,
+}
+
+impl Upstream {
+    /// A client with `cfg`'s timeouts over `resolver`.
+    pub fn new(cfg: &UpstreamConfig, resolver: Arc<dyn Resolver>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Upstream {
+            client,
+            resolver,
+            read_timeout: cfg.read_timeout.get(),
+            hold_timeout: cfg.hold_timeout.get(),
         }
-    })
+    }
+
+    /// How long a request may wait: longer for those the origin holds on purpose.
+    pub fn timeout(&self, held: bool) -> Duration {
+        if held {
+            self.hold_timeout
+        } else {
+            self.read_timeout
+        }
+    }
+
+    /// GETs `path_and_query` of `stream` from the first origin that takes the connection.
+    pub async fn fetch(
+        &self,
+        stream: &str,
+        path_and_query: &str,
+        held: bool,
+    ) -> Result<(Fetched, Duration), UpstreamError> {
+        let origins = self.resolver.origins(stream);
+        let mut failures = Vec::new();
+        let timeout = self.timeout(held);
+        for origin in origins {
+            let url = format!("{}{path_and_query}", origin.trim_end_matches('/'));
+            let uri: hyper::Uri = match url.parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    failures.push(format!("{origin}: {e}"));
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            let resp = match tokio::time::timeout(timeout, self.client.get(uri)).await {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) if e.is_connect() => {
+                    // Never sent: the next origin may take it.
+                    failures.push(format!("{origin}: {}", describe(&e)));
+                    continue;
+                }
+                Ok(Err(e)) => return Err(UpstreamError::Broken(describe(&e))),
+                Ok(Ok(r)) => r,
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = Limited::new(resp.into_body(), MAX_OBJECT_BYTES);
+            let left = timeout.saturating_sub(started.elapsed());
+            let body = match tokio::time::timeout(left, body.collect()).await {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) => return Err(UpstreamError::Broken(e.to_string())),
+                Ok(Ok(b)) => b.to_bytes(),
+            };
+            return Ok((
+                Fetched {
+                    status,
+                    headers,
+                    body,
+                },
+                started.elapsed(),
+            ));
+        }
+        Err(UpstreamError::Unreachable(failures.join(", ")))
+    }
+
+    /// A readiness check that passes when at least one origin answers `GET /healthz` with
+    /// 200; the failure names every origin and why it failed.
+    pub fn readiness(&self) -> ReadinessCheck {
+        let client = self.client.clone();
+        let resolver = Arc::clone(&self.resolver);
+        let read_timeout = self.read_timeout;
+        ReadinessCheck::new("upstream", move || {
+            let client = client.clone();
+            let origins = resolver.origins("");
+            async move {
+                if origins.is_empty() {
+                    return Err("no origin configured".to_owned());
+                }
+                let mut failures = Vec::new();
+                for origin in &origins {
+                    let url = format!("{}/healthz", origin.trim_end_matches('/'));
+                    let uri = match url.parse::<hyper::Uri>() {
+                        Ok(u) => u,
+                        Err(e) => {
+                            failures.push(format!("{url}: {e}"));
+                            continue;
+                        }
+                    };
+                    match tokio::time::timeout(read_timeout, client.get(uri)).await {
+                        Ok(Ok(resp)) if resp.status().is_success() => return Ok(()),
+                        Ok(Ok(resp)) => {
+                            failures.push(format!("{url}: HTTP {}", resp.status().as_u16()))
+                        }
+                        Ok(Err(e)) => failures.push(format!("{url}: {}", describe(&e))),
+                        Err(_) => failures.push(format!(
+                            "{url}: no answer within {}ms",
+                            read_timeout.as_millis()
+                        )),
+                    }
+                }
+                Err(format!("no origin answered: {}", failures.join(", ")))
+            }
+        })
+    }
 }
 
 /// The innermost cause of a client error ("connection refused"), which is what an operator
