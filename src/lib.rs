@@ -75,6 +75,9 @@ impl App {
                                 .unwrap_or_else(|| config.node.data_dir.join("archive")),
                         );
                     }
+                    if config.edge.tls.cert_file.is_none() && roles.len() == Role::ALL.len() {
+                        config.edge.tls.self_signed = true;
+                    }
                     if config.edge.upstream.origins.is_empty()
                         && let Some(origin) = servers.iter().find(|s| s.role() == Role::Origin)
                     {
@@ -144,6 +147,13 @@ impl App {
             out.push_str(&format!(
                 "  {what:<18} http://{host}:{}/\n",
                 s.local_addr().port()
+            ));
+        }
+        if let Some(https) = self.listener(Role::Edge, "https") {
+            out.push_str(&format!(
+                "  {:<18} https://{host}:{}/  (HTTP/1.1, HTTP/2; HTTP/3 on the same UDP port)\n",
+                "edge HTTPS",
+                https.port()
             ));
         }
         out.push_str("  every role answers /healthz, /readyz and /metrics on its port\n");

@@ -343,6 +343,11 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key of the leaf certificate.
     pub key_file: Option<PathBuf>,
+    /// Without files: generate a self-signed development certificate for `localhost` and
+    /// `node.public_host` at start (browsers need `--ignore-certificate-errors` or the PEM it
+    /// writes to `node.data_dir/edge-dev-cert.pem`). `potok all` turns this on. Off and no
+    /// files: no HTTPS or HTTP/3 listener.
+    pub self_signed: bool,
 }
 
 /// The edge's in-memory media cache.

@@ -11,31 +11,117 @@
 #![forbid(unsafe_code)]
 
 mod fallback;
+mod h3;
 mod metrics;
 pub mod object;
 mod proxy;
 pub mod signing;
+mod tls;
 pub mod upstream;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::Method;
+use axum::http::{HeaderValue, Method};
 use axum::routing::get;
 use object_store::local::LocalFileSystem;
 use potok_config::{Config, Role};
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
 use potok_service::{HttpLimits, RoleContext, RoleServer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower_http::cors::{Any, CorsLayer};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::upstream::{StaticOrigins, Upstream};
 
-/// Binds the edge's plain HTTP listener on `edge.http_listen`. The configuration's
-/// `edge.upstream.origins` must name at least one origin.
-pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, BindError> {
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The certificate or key is unusable.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Where the self-signed development certificate is written, for clients that want to
+/// trust it.
+pub fn dev_cert_path(config: &Config) -> std::path::PathBuf {
+    config.node.data_dir.join("edge-dev-cert.pem")
+}
+
+/// Binds the edge: plain HTTP on `edge.http_listen`, and with a certificate HTTPS (HTTP/1.1 +
+/// HTTP/2) and HTTP/3 on `edge.https_listen` (TCP and UDP). `edge.upstream.origins` must name
+/// at least one origin.
+pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
     let e = &config.edge;
+    let material = match (&e.tls.cert_file, &e.tls.key_file) {
+        (Some(cert), Some(key)) => Some(tls::load(cert, key).map_err(StartError::Tls)?),
+        _ if e.tls.self_signed => {
+            let hosts = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                config.node.public_host.clone(),
+            ];
+            let (m, pem) = tls::self_signed(hosts).map_err(StartError::Tls)?;
+            let path = dev_cert_path(config);
+            std::fs::write(&path, pem)
+                .map_err(|err| StartError::Tls(format!("{}: {err}", path.display())))?;
+            warn!(cert = %path.display(), "no edge.tls certificate configured: using a self-signed development certificate");
+            Some(m)
+        }
+        _ => {
+            info!("no edge.tls certificate configured: HTTPS and HTTP/3 are off");
+            None
+        }
+    };
+    let secure = match &material {
+        Some(m) => {
+            let tcp = TcpListener::bind(e.https_listen.get())
+                .await
+                .map_err(|source| BindError {
+                    role: Role::Edge,
+                    field: "edge.https_listen",
+                    addr: e.https_listen.get(),
+                    source,
+                })?;
+            let tcp_addr = tcp.local_addr().map_err(|source| BindError {
+                role: Role::Edge,
+                field: "edge.https_listen",
+                addr: e.https_listen.get(),
+                source,
+            })?;
+            // HTTP/3 on the same port number, over UDP.
+            let udp_addr = SocketAddr::new(e.https_listen.get().ip(), tcp_addr.port());
+            let quic_tls = tls::server_config(m, &[b"h3"]).map_err(StartError::Tls)?;
+            let quic = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
+                .map_err(|err| StartError::Tls(err.to_string()))?;
+            let endpoint =
+                quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(quic)), udp_addr)
+                    .map_err(|source| BindError {
+                        role: Role::Edge,
+                        field: "edge.https_listen",
+                        addr: udp_addr,
+                        source,
+                    })?;
+            let tcp_tls = tls::server_config(m, &[b"h2", b"http/1.1"]).map_err(StartError::Tls)?;
+            Some((
+                tcp,
+                TlsAcceptor::from(Arc::new(tcp_tls)),
+                endpoint,
+                tcp_addr.port(),
+            ))
+        }
+        None => None,
+    };
+    let alt_svc = secure.as_ref().and_then(|(_, _, _, port)| {
+        HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok()
+    });
+
     let resolver = Arc::new(StaticOrigins(e.upstream.origins.clone()));
     let upstream = Upstream::new(&e.upstream, resolver);
     let fallback = e.archive_path.as_ref().and_then(|path| match LocalFileSystem::new_with_prefix(path) {
@@ -53,7 +139,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Bind
         fallback,
         e.max_waiters,
         metrics,
-        None,
+        alt_svc,
     );
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -65,12 +151,23 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Bind
         .with_state(edge)
         .layer(cors);
     let router = role_router(Role::Edge, routes, vec![upstream.readiness()], ctx);
-    RoleServer::bind(
+    let mut server = RoleServer::bind(
         Role::Edge,
         "edge.http_listen",
         e.http_listen,
         router,
         HttpLimits::from(&config.http),
     )
-    .await
+    .await?;
+    if let Some((tcp, acceptor, endpoint, _)) = secure {
+        let router = server.router();
+        let udp = endpoint.local_addr().ok();
+        let max = config.http.max_connections;
+        server = server
+            .with_tls("https", tcp, acceptor)
+            .with_task("h3", udp, move |shutdown| {
+                h3::serve(endpoint, router, max, shutdown)
+            });
+    }
+    Ok(server)
 }

@@ -21,6 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use potok_config::{HttpConfig, ListenAddr, Role};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -121,6 +122,29 @@ impl RoleServer {
         self
     }
 
+    /// Also serves this role's router over TLS (HTTP/1.1 and HTTP/2 by ALPN) on `listener`,
+    /// reported by [`RoleServer::addr_of`] as `name`.
+    pub fn with_tls(
+        self,
+        name: &'static str,
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+    ) -> Self {
+        let router = self.router.clone();
+        let limits = self.limits;
+        let role = self.role;
+        let addr = listener.local_addr().ok();
+        self.with_task(name, addr, move |shutdown| {
+            let span = info_span!("https", role = role.as_str(), addr = ?addr);
+            serve(listener, router, limits, shutdown, Some(acceptor)).instrument(span)
+        })
+    }
+
+    /// The router this role serves (for another transport, such as HTTP/3).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     /// The bound address of the extra listener called `name` (e.g. `"rtmp"`).
     pub fn addr_of(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
@@ -163,7 +187,7 @@ impl RoleServer {
             Ok(addr) => info_span!("http", role = role.as_str(), %addr),
             Err(_) => info_span!("http", role = role.as_str()),
         };
-        serve(listener, router, limits, shutdown)
+        serve(listener, router, limits, shutdown, None)
             .instrument(span)
             .await;
         while running.join_next().await.is_some() {}
@@ -214,6 +238,7 @@ async fn serve(
     router: Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
+    tls: Option<TlsAcceptor>,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -238,12 +263,35 @@ async fn serve(
             let service = TowerToHyperService::new(router.clone());
             let builder = Arc::clone(&builder);
             let watcher = graceful.watcher();
+            let tls = tls.clone();
             tokio::spawn(
                 async move {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        debug!(error = %e, "connection ended with an error");
+                    match tls {
+                        None => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn).await {
+                                debug!(error = %e, "connection ended with an error");
+                            }
+                        }
+                        Some(acceptor) => {
+                            // The handshake gets the same time as a request head (slowloris guard).
+                            let tls_stream = match tokio::time::timeout(
+                                limits.header_read_timeout,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => return debug!("TLS handshake timed out"),
+                            };
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                            if let Err(e) = watcher.watch(conn).await {
+                                debug!(error = %e, "connection ended with an error");
+                            }
+                        }
                     }
                     drop(permit);
                 }

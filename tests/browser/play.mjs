@@ -52,7 +52,7 @@ const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic',
+    '--disable-component-update', '--disable-sync', '--disable-quic', '--ignore-certificate-errors',
     '--autoplay-policy=no-user-gesture-required'],
 });
 let result;

@@ -1,0 +1,70 @@
+//! Certificates for the HTTPS and HTTP/3 listeners: PEM files from the configuration, or a
+//! self-signed development certificate. Every rustls configuration names its crypto
+//! provider (ring) explicitly: quinn and other dependencies can pull in more than one, and
+//! rustls refuses to guess.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A certificate chain and its key.
+pub(crate) struct Material {
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+/// Reads PEM files.
+pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Material, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let cert_pem = read(cert_file)?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("edge.tls.cert_file {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "edge.tls.cert_file {}: no certificate in it",
+            cert_file.display()
+        ));
+    }
+    let key_pem = read(key_file)?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| format!("edge.tls.key_file {}: {e}", key_file.display()))?
+        .ok_or_else(|| {
+            format!(
+                "edge.tls.key_file {}: no private key in it",
+                key_file.display()
+            )
+        })?;
+    Ok(Material { certs, key })
+}
+
+/// A self-signed certificate for `hosts`; returns it with its PEM text.
+pub(crate) fn self_signed(hosts: Vec<String>) -> Result<(Material, String), String> {
+    let cert = rcgen::generate_simple_self_signed(hosts)
+        .map_err(|e| format!("self-signed certificate: {e}"))?;
+    let pem = cert.cert.pem();
+    let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+        .map_err(|e| format!("self-signed key: {e}"))?;
+    Ok((
+        Material {
+            certs: vec![cert.cert.der().clone()],
+            key,
+        },
+        pem,
+    ))
+}
+
+/// A rustls server configuration offering `alpn`.
+pub(crate) fn server_config(m: &Material, alpn: &[&[u8]]) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(m.certs.clone(), m.key.clone_key())
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(cfg)
+}
