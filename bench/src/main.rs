@@ -36,6 +36,15 @@ enum Bench {
         #[arg(long)]
         no_player: bool,
     },
+    /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
+    EdgeStatic {
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// Alternating rounds per configuration; the summary gives medians.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
 }
 
 fn fmt(v: Option<f64>, unit: &str) -> String {
@@ -44,21 +53,24 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Bench::LlhlsLatency {
-        seconds,
-        runs,
-        no_reference,
-        no_player,
-    } = cli.command;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (seconds, runs, no_reference, no_player) = match cli.command {
+        Bench::LlhlsLatency {
+            seconds,
+            runs,
+            no_reference,
+            no_player,
+        } => (seconds, runs, no_reference, no_player),
+        Bench::EdgeStatic { seconds, rounds } => return edge_static(&rt, seconds, rounds),
+    };
     let opts = Options {
         seconds,
         reference: !no_reference,
         player: !no_player,
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     println!(
         "llhls-latency: 1280x720 30 fps x264 veryfast zerolatency -g 60 + AAC, {seconds} s per run after 5 s warm-up, {runs} run(s)"
     );
@@ -117,6 +129,35 @@ fn main() -> anyhow::Result<()> {
     );
     if let (Some(a), Some(b)) = (play, play_ref) {
         println!("  ratio reference/Potok (player latency): {:.1}x", b / a);
+    }
+    Ok(())
+}
+
+fn edge_static(rt: &tokio::runtime::Runtime, seconds: u32, rounds: usize) -> anyhow::Result<()> {
+    println!(
+        "edge-static: wrk -t2, HTTP/1.1 keep-alive, {seconds} s per run, {rounds} alternating round(s); cache hits at Potok's edge vs nginx sendfile from disk"
+    );
+    let pairs = rt.block_on(potok_bench::edge::edge_static(seconds, rounds))?;
+    for p in pairs {
+        let med = |v: &[potok_bench::edge::WrkResult],
+                   f: fn(&potok_bench::edge::WrkResult) -> f64| {
+            median(&v.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
+        let (n_rps, p_rps) = (med(&p.nginx, |r| r.rps), med(&p.potok, |r| r.rps));
+        let (n_bps, p_bps) = (
+            med(&p.nginx, |r| r.bytes_per_sec),
+            med(&p.potok, |r| r.bytes_per_sec),
+        );
+        println!(
+            "  {:>6}, {:>3} connections: nginx {:>8.0} req/s {:>5.1} Gbit/s | Potok {:>8.0} req/s {:>5.1} Gbit/s | ratio {:.2}x (target >= 1.0)",
+            p.size,
+            p.connections,
+            n_rps,
+            n_bps * 8.0 / 1e9,
+            p_rps,
+            p_bps * 8.0 / 1e9,
+            p_rps / n_rps
+        );
     }
     Ok(())
 }
