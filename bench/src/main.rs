@@ -36,6 +36,15 @@ enum Bench {
         #[arg(long)]
         no_player: bool,
     },
+    /// N simulated LL-HLS viewers on one edge: delivery delay, upstream requests, memory.
+    Viewers {
+        /// Viewers.
+        #[arg(long, default_value_t = 10_000)]
+        viewers: usize,
+        /// Seconds measured after they joined.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
     EdgeStatic {
         /// Seconds per wrk run.
@@ -64,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             no_player,
         } => (seconds, runs, no_reference, no_player),
         Bench::EdgeStatic { seconds, rounds } => return edge_static(&rt, seconds, rounds),
+        Bench::Viewers { viewers, seconds } => return viewers_bench(&rt, viewers, seconds),
     };
     let opts = Options {
         seconds,
@@ -159,5 +169,35 @@ fn edge_static(rt: &tokio::runtime::Runtime, seconds: u32, rounds: usize) -> any
             p_rps / n_rps
         );
     }
+    Ok(())
+}
+
+fn viewers_bench(rt: &tokio::runtime::Runtime, viewers: usize, seconds: u64) -> anyhow::Result<()> {
+    println!(
+        "viewers: {viewers} simulated LL-HLS viewers (blocking playlist + part loop) on one edge, {seconds} s measured; origin, edge and viewers in this process"
+    );
+    let r = rt.block_on(potok_bench::viewers::run(viewers, seconds))?;
+    println!(
+        "  part exists at the origin -> viewer has it: p50 {} p99 {} over {} deliveries (target p99 <= 100 ms)",
+        fmt(percentile(&r.delays_ms, 50.0), "ms"),
+        fmt(percentile(&r.delays_ms, 99.0), "ms"),
+        r.delays_ms.len()
+    );
+    println!(
+        "  origin: {} parts produced, {} requests from the edge = {:.2} per part (one playlist + one part per part is 2.00; naive baseline without coalescing: {} viewers x 2 = {} per part)",
+        r.parts,
+        r.upstream_requests,
+        r.upstream_requests as f64 / r.parts.max(1) as f64,
+        r.viewers,
+        r.viewers * 2
+    );
+    println!(
+        "  edge held at most {} requests at once; {} viewer request errors",
+        r.max_held, r.errors
+    );
+    println!(
+        "  memory: {:.1} KiB RSS per viewer (edge and the simulated viewers together)",
+        r.rss_per_viewer / 1024.0
+    );
     Ok(())
 }
