@@ -175,10 +175,31 @@ pub struct Pair {
     pub potok: Vec<WrkResult>,
 }
 
-/// Runs edge-static: for each size and connection count, nginx and Potok alternately.
-pub async fn edge_static(seconds: u32, rounds: usize) -> anyhow::Result<Vec<Pair>> {
+/// An edge (with a self-signed certificate for HTTPS/HTTP/3) in front of a stand-in origin
+/// holding one object per size in [`SIZES`], the same bytes written under `root` for nginx.
+pub struct Bench {
+    /// Plain HTTP address.
+    pub edge: SocketAddr,
+    /// HTTPS/HTTP/3 port.
+    pub https_port: u16,
+    /// The development certificate (PEM).
+    pub cert: std::path::PathBuf,
+    /// (path, bytes) per size.
+    pub objects: Vec<(String, Bytes)>,
+    /// Files for nginx.
+    pub root: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Starts the edge and its stand-in origin.
+pub async fn start() -> anyhow::Result<Bench> {
     let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
     let root = tempfile::tempdir()?;
     let mut objects = Vec::new();
     for (i, (size, _)) in SIZES.iter().enumerate() {
@@ -195,7 +216,11 @@ pub async fn edge_static(seconds: u32, rounds: usize) -> anyhow::Result<Vec<Pair
 
     let mut config = Config::default();
     config.node.data_dir = root.path().join("data");
-    config.edge.http_listen = potok_config::ListenAddr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    std::fs::create_dir_all(&config.node.data_dir)?;
+    let loopback = potok_config::ListenAddr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.edge.http_listen = loopback;
+    config.edge.https_listen = loopback;
+    config.edge.tls.self_signed = true;
     config.edge.upstream.origins = vec![format!("http://{origin}")];
     config.http.max_connections = 100_000;
     config
@@ -208,7 +233,22 @@ pub async fn edge_static(seconds: u32, rounds: usize) -> anyhow::Result<Vec<Pair
     };
     let server = potok_edge::bind(&config, &ctx).await?;
     let edge = server.local_addr();
+    let https_port = server.addr_of("https").context("no HTTPS listener")?.port();
     tokio::spawn(server.run(shutdown.clone()));
+    Ok(Bench {
+        edge,
+        https_port,
+        cert: potok_edge::dev_cert_path(&config),
+        objects,
+        root,
+        stop: shutdown,
+    })
+}
+
+/// Runs edge-static: for each size and connection count, nginx and Potok alternately.
+pub async fn edge_static(seconds: u32, rounds: usize) -> anyhow::Result<Vec<Pair>> {
+    let bench = start().await?;
+    let (edge, objects, root) = (bench.edge, bench.objects.clone(), &bench.root);
     let nginx = StaticNginx::start(root.path()).await?;
 
     let mut out = Vec::new();

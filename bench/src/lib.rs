@@ -5,6 +5,7 @@
 //! - [`llhls`]: `bench llhls-latency` — how soon after a frame leaves the publisher the part
 //!   holding it can be downloaded, and how far behind live hls.js plays.
 //! - [`edge`]: `bench edge-static` — the edge's cache-hit throughput against nginx sendfile.
+//! - [`h3load`]: `bench edge-h3` — the same cache hits over HTTP/3 and HTTP/1.1.
 //! - [`viewers`]: `bench viewers` — thousands of simulated LL-HLS viewers on one edge.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod edge;
+pub mod h3load;
 pub mod llhls;
 pub mod rtmp;
 pub mod stats;

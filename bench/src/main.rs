@@ -45,6 +45,15 @@ enum Bench {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Cache hits over HTTP/3 against HTTP/1.1, same client design.
+    EdgeH3 {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
     EdgeStatic {
         /// Seconds per wrk run.
@@ -74,6 +83,10 @@ fn main() -> anyhow::Result<()> {
         } => (seconds, runs, no_reference, no_player),
         Bench::EdgeStatic { seconds, rounds } => return edge_static(&rt, seconds, rounds),
         Bench::Viewers { viewers, seconds } => return viewers_bench(&rt, viewers, seconds),
+        Bench::EdgeH3 {
+            seconds,
+            connections,
+        } => return edge_h3(&rt, seconds, connections),
     };
     let opts = Options {
         seconds,
@@ -200,4 +213,30 @@ fn viewers_bench(rt: &tokio::runtime::Runtime, viewers: usize, seconds: u64) -> 
         r.rss_per_viewer / 1024.0
     );
     Ok(())
+}
+
+fn edge_h3(rt: &tokio::runtime::Runtime, seconds: u64, connections: usize) -> anyhow::Result<()> {
+    use potok_bench::{edge, h3load};
+    println!(
+        "edge-h3: cache hits, {connections} connections each looping GETs for {seconds} s; HTTP/1.1 (hyper client) is the reference"
+    );
+    rt.block_on(async {
+        let bench = edge::start().await?;
+        for (i, (_, label)) in edge::SIZES.iter().enumerate() {
+            let path = bench.objects[i].0.clone();
+            // Fill the cache.
+            h3load::h1(bench.edge, &path, 1, 1).await?;
+            let h1 = h3load::h1(bench.edge, &path, connections, seconds).await?;
+            let h3 = h3load::h3(bench.https_port, &bench.cert, &path, connections, seconds).await?;
+            println!(
+                "  {label:>6}: HTTP/1.1 {:>7.0} req/s {:>5.1} Gbit/s | HTTP/3 {:>7.0} req/s {:>5.1} Gbit/s | ratio h3/h1 {:.2}x",
+                h1.rps,
+                h1.bytes_per_sec * 8.0 / 1e9,
+                h3.rps,
+                h3.bytes_per_sec * 8.0 / 1e9,
+                h3.rps / h1.rps.max(1e-9)
+            );
+        }
+        Ok(())
+    })
 }
