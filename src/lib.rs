@@ -54,6 +54,10 @@ impl App {
         } else {
             None
         };
+        // `potok all` offers RTMPS with a development certificate unless one is configured.
+        if roles.len() == Role::ALL.len() && config.origin.tls.cert_file.is_none() {
+            config.origin.tls.self_signed = true;
+        }
         let mut servers: Vec<RoleServer> = Vec::new();
         for role in Role::ALL.into_iter().filter(|r| roles.contains(r)) {
             let server = match role {
@@ -167,6 +171,13 @@ impl App {
                 "RTMP ingest",
                 rtmp.port()
             ));
+            if let Some(rtmps) = self.listener(Role::Origin, "rtmps") {
+                out.push_str(&format!(
+                    "  {:<18} rtmps://{host}:{}/live  + stream key\n",
+                    "RTMPS ingest",
+                    rtmps.port()
+                ));
+            }
             for s in &self.config.origin.streams {
                 out.push_str(&format!(
                     "  stream {:?}: play http://{host}:{}/live/{}/master.m3u8\n",

@@ -189,8 +189,12 @@ pub struct OriginConfig {
     pub http_listen: ListenAddr,
     /// RTMP ingest (TCP). Not bound yet: RTMP ingest arrives with the media core.
     pub rtmp_listen: ListenAddr,
+    /// RTMPS ingest (RTMP over TLS, TCP); bound when `origin.tls` has a certificate.
+    pub rtmps_listen: ListenAddr,
     /// SRT ingest (UDP). Not bound yet: SRT ingest arrives with ingest breadth.
     pub srt_listen: ListenAddr,
+    /// Certificate for RTMPS.
+    pub tls: TlsConfig,
     /// Most simultaneous RTMP connections (publishers and connection attempts).
     pub max_ingest_connections: usize,
     /// Time a publisher has to finish the RTMP handshake and start publishing, and the
@@ -211,7 +215,9 @@ impl Default for OriginConfig {
         OriginConfig {
             http_listen: any_ipv4(8081),
             rtmp_listen: any_ipv4(1935),
+            rtmps_listen: any_ipv4(1936),
             srt_listen: any_ipv4(9000),
+            tls: TlsConfig::default(),
             max_ingest_connections: 1000,
             ingest_timeout: HumanDuration::secs(10),
             hls: HlsConfig::default(),
@@ -344,9 +350,9 @@ pub struct TlsConfig {
     /// PEM private key of the leaf certificate.
     pub key_file: Option<PathBuf>,
     /// Without files: generate a self-signed development certificate for `localhost` and
-    /// `node.public_host` at start (browsers need `--ignore-certificate-errors` or the PEM it
-    /// writes to `node.data_dir/edge-dev-cert.pem`). `potok all` turns this on. Off and no
-    /// files: no HTTPS or HTTP/3 listener.
+    /// `node.public_host` at start (clients need to skip verification or trust the PEM it
+    /// writes to `node.data_dir`). `potok all` turns this on. Off and no files: no TLS
+    /// listener (edge: HTTPS and HTTP/3; origin: RTMPS).
     pub self_signed: bool,
 }
 

@@ -77,6 +77,17 @@ impl Config {
 
         if runs(Role::Origin) {
             let o = &self.origin;
+            match (&o.tls.cert_file, &o.tls.key_file) {
+                (Some(_), None) => v.add(
+                    "origin.tls.key_file",
+                    "must be set when origin.tls.cert_file is",
+                ),
+                (None, Some(_)) => v.add(
+                    "origin.tls.cert_file",
+                    "must be set when origin.tls.key_file is",
+                ),
+                _ => {}
+            }
             if o.max_ingest_connections == 0 {
                 v.add("origin.max_ingest_connections", "must be at least 1");
             }
@@ -279,6 +290,9 @@ impl Config {
         if runs(Role::Origin) {
             listeners.push(("origin.http_listen", self.origin.http_listen, true));
             listeners.push(("origin.rtmp_listen", self.origin.rtmp_listen, true));
+            if self.origin.tls.cert_file.is_some() || self.origin.tls.self_signed {
+                listeners.push(("origin.rtmps_listen", self.origin.rtmps_listen, true));
+            }
             listeners.push(("origin.srt_listen", self.origin.srt_listen, false));
         }
         if runs(Role::Edge) {

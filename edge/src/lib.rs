@@ -16,7 +16,6 @@ mod metrics;
 pub mod object;
 mod proxy;
 pub mod signing;
-mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -29,7 +28,7 @@ use object_store::local::LocalFileSystem;
 use potok_config::{Config, Role};
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
-use potok_service::{HttpLimits, RoleContext, RoleServer};
+use potok_service::{HttpLimits, RoleContext, RoleServer, tls};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_http::cors::{Any, CorsLayer};
@@ -60,7 +59,7 @@ pub fn dev_cert_path(config: &Config) -> std::path::PathBuf {
 pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
     let e = &config.edge;
     let material = match (&e.tls.cert_file, &e.tls.key_file) {
-        (Some(cert), Some(key)) => Some(tls::load(cert, key).map_err(StartError::Tls)?),
+        (Some(cert), Some(key)) => Some(tls::load("edge.tls", cert, key).map_err(StartError::Tls)?),
         _ if e.tls.self_signed => {
             let hosts = vec![
                 "localhost".to_owned(),

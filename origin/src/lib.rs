@@ -28,8 +28,9 @@ use potok_media::hls::live::LiveConfig;
 use potok_media::packager::PackagerConfig;
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
-use potok_service::{HttpLimits, ReadinessCheck, RoleContext, RoleServer};
+use potok_service::{HttpLimits, ReadinessCheck, RoleContext, RoleServer, tls};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::warn;
 
 use crate::auth::{PublishAuth, StaticKeys};
@@ -40,6 +41,9 @@ pub enum StartError {
     /// A listener could not bind.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The RTMPS certificate or key is unusable.
+    #[error("{0}")]
+    Tls(String),
     /// The archive's object store could not be opened.
     #[error("origin.archive.path: cannot use {}: {reason}", path.display())]
     Archive {
@@ -126,6 +130,42 @@ pub async fn bind_with_auth(
         max_connections: o.max_ingest_connections,
     });
 
+    // RTMPS: the same ingest over TLS, when a certificate is configured (or self-signed).
+    let material = match (&o.tls.cert_file, &o.tls.key_file) {
+        (Some(cert), Some(key)) => {
+            Some(tls::load("origin.tls", cert, key).map_err(StartError::Tls)?)
+        }
+        _ if o.tls.self_signed => {
+            let hosts = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                config.node.public_host.clone(),
+            ];
+            let (m, pem) = tls::self_signed(hosts).map_err(StartError::Tls)?;
+            let path = config.node.data_dir.join("origin-dev-cert.pem");
+            std::fs::write(&path, pem)
+                .map_err(|e| StartError::Tls(format!("{}: {e}", path.display())))?;
+            warn!(cert = %path.display(), "no origin.tls certificate configured: RTMPS uses a self-signed development certificate");
+            Some(m)
+        }
+        _ => None,
+    };
+    let rtmps = match material {
+        Some(m) => {
+            let cfg = tls::server_config(&m, &[]).map_err(StartError::Tls)?;
+            let listener = TcpListener::bind(o.rtmps_listen.get())
+                .await
+                .map_err(|source| BindError {
+                    role: Role::Origin,
+                    field: "origin.rtmps_listen",
+                    addr: o.rtmps_listen.get(),
+                    source,
+                })?;
+            Some((listener, TlsAcceptor::from(Arc::new(cfg))))
+        }
+        None => None,
+    };
+
     let checks = vec![ReadinessCheck::writable_dir(
         "storage",
         config.node.data_dir.clone(),
@@ -139,8 +179,18 @@ pub async fn bind_with_auth(
         HttpLimits::from(&config.http),
     )
     .await?
-    .with_task("rtmp", rtmp_addr, move |shutdown| {
-        rtmp::serve(rtmp_listener, ingest, shutdown)
+    .with_task("rtmp", rtmp_addr, {
+        let ingest = Arc::clone(&ingest);
+        move |shutdown| rtmp::serve(rtmp_listener, ingest, None, shutdown)
     });
+    let server = match rtmps {
+        Some((listener, acceptor)) => {
+            let addr = listener.local_addr().ok();
+            server.with_task("rtmps", addr, move |shutdown| {
+                rtmp::serve(listener, ingest, Some(acceptor), shutdown)
+            })
+        }
+        None => server,
+    };
     Ok(server)
 }

@@ -14,8 +14,9 @@ use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
     StreamMetadata as RtmpMetadata,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -33,7 +34,13 @@ pub(crate) struct Ingest {
     pub(crate) max_connections: usize,
 }
 
-pub(crate) async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    let scheme = if tls.is_some() { "rtmps" } else { "rtmp" };
     accept_loop(
         &listener,
         ingest.max_connections,
@@ -41,22 +48,37 @@ pub(crate) async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: 
         |socket, peer, permit| {
             let ingest = Arc::clone(&ingest);
             let shutdown = shutdown.clone();
+            let tls = tls.clone();
             tokio::spawn(
                 async move {
                     ingest.metrics.ingest_connections.inc();
-                    match connection(socket, &ingest, shutdown).await {
+                    let result = match tls {
+                        None => connection(socket, &ingest, shutdown).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(ingest.timeout, acceptor.accept(socket))
+                                .await
+                            {
+                                Ok(Ok(tls_stream)) => {
+                                    connection(tls_stream, &ingest, shutdown).await
+                                }
+                                Ok(Err(e)) => Err(RtmpError::Io(e)),
+                                Err(_) => Err(RtmpError::Timeout(ingest.timeout)),
+                            }
+                        }
+                    };
+                    match result {
                         Ok(()) => debug!("connection closed"),
                         Err(e) => warn!(error = %e, "connection closed"),
                     }
                     ingest.metrics.ingest_connections.dec();
                     drop(permit);
                 }
-                .instrument(info_span!("rtmp", %peer)),
+                .instrument(info_span!("rtmp", %peer, scheme)),
             );
         },
     )
     .await;
-    info!("RTMP listener stopped");
+    info!(scheme, "RTMP listener stopped");
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +97,8 @@ enum RtmpError {
     Media(String),
 }
 
-async fn read_some(
-    socket: &mut TcpStream,
+async fn read_some<S: AsyncRead + Unpin>(
+    socket: &mut S,
     buf: &mut [u8],
     timeout: Duration,
 ) -> Result<usize, RtmpError> {
@@ -86,12 +108,11 @@ async fn read_some(
     }
 }
 
-async fn connection(
-    mut socket: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
     ingest: &Ingest,
     shutdown: CancellationToken,
 ) -> Result<(), RtmpError> {
-    let _ = socket.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
 
     // Handshake.
@@ -160,10 +181,10 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    async fn handle(
+    async fn handle<S: AsyncWrite + Unpin>(
         &mut self,
         session: &mut ServerSession,
-        socket: &mut TcpStream,
+        socket: &mut S,
         results: Vec<ServerSessionResult>,
     ) -> Result<(), RtmpError> {
         let mut queue = std::collections::VecDeque::from(results);

@@ -494,3 +494,24 @@ async fn held_requests_are_bounded_per_stream_and_in_time() {
 async fn get_owned(url: String) -> u16 {
     get(&url).await.status
 }
+
+#[tokio::test]
+async fn rtmps_with_a_self_signed_certificate_feeds_the_same_packager() {
+    let origin = Origin::start(|c| c.origin.tls.self_signed = true).await;
+    let rtmps = origin.rtmps.expect("no RTMPS listener");
+    assert!(origin.data.path().join("origin-dev-cert.pem").is_file());
+    let _pusher = Publisher::start(&format!("rtmps://{rtmps}/live/{KEY}"), "320x180", 20);
+    let p = parse(
+        &wait_ok(&origin.url(&playlist_path()), Duration::from_secs(20))
+            .await
+            .text(),
+    );
+    assert!(p.segments.iter().any(|s| s.uri.is_some()));
+    // A wrong key over TLS is refused like over plain RTMP.
+    let mut wrong = Publisher::start(
+        &format!("rtmps://{rtmps}/live/not-the-key-123"),
+        "160x90",
+        10,
+    );
+    assert!(!wrong.wait(Duration::from_secs(20)).await);
+}

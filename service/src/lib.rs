@@ -7,6 +7,7 @@
 //!   and per-request metrics.
 //! - [`metrics`]: the one Prometheus registry of the process, shared by all roles it runs.
 //! - [`telemetry`]: `tracing` set-up from configuration and `POTOK_LOG`/`RUST_LOG`.
+//! - [`tls`]: certificates (PEM files or self-signed) and rustls configurations.
 //!
 //! Data enters as configuration, a bound listener and a role's `axum::Router`; it leaves as
 //! HTTP responses, metrics and log lines. Shutdown is one [`CancellationToken`] handed to
@@ -21,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod ops;
 pub mod telemetry;
+pub mod tls;
 
 pub use tokio_util::sync::CancellationToken;
 

@@ -22,6 +22,8 @@ pub const STREAM: &str = "teststream";
 pub struct Origin {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// RTMPS, when the test turned `origin.tls` on.
+    pub rtmps: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -34,6 +36,7 @@ impl Origin {
         config.node.data_dir = data.path().to_path_buf();
         config.origin.http_listen = "127.0.0.1:0".parse().unwrap();
         config.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
+        config.origin.rtmps_listen = "127.0.0.1:0".parse().unwrap();
         config.origin.streams = vec![StreamKeyConfig {
             name: STREAM.into(),
             key: Secret::new(KEY),
@@ -48,10 +51,12 @@ impl Origin {
         let server = potok_origin::bind(&config, &ctx).await.unwrap();
         let http = server.local_addr();
         let rtmp = server.addr_of("rtmp").unwrap();
+        let rtmps = server.addr_of("rtmps");
         tokio::spawn(server.run(ctx.shutdown.clone()));
         Origin {
             http,
             rtmp,
+            rtmps,
             data,
             metrics: ctx.metrics,
             shutdown: ctx.shutdown,

@@ -1,5 +1,5 @@
-//! Certificates for the HTTPS and HTTP/3 listeners: PEM files from the configuration, or a
-//! self-signed development certificate. Every rustls configuration names its crypto
+//! Certificates for the TLS listeners (the edge's HTTPS and HTTP/3, the origin's RTMPS): PEM
+//! files from the configuration, or a self-signed development certificate. Every rustls configuration names its crypto
 //! provider (ring) explicitly: quinn and other dependencies can pull in more than one, and
 //! rustls refuses to guess.
 
@@ -10,18 +10,18 @@ use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A certificate chain and its key.
-pub(crate) struct Material {
+pub struct Material {
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
 
-/// Reads PEM files.
-pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Material, String> {
+/// Reads PEM files; `field` names the configuration section in errors (`edge.tls`).
+pub fn load(field: &str, cert_file: &Path, key_file: &Path) -> Result<Material, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let cert_pem = read(cert_file)?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("edge.tls.cert_file {}: {e}", cert_file.display()))?;
+        .map_err(|e| format!("{field}.cert_file {}: {e}", cert_file.display()))?;
     if certs.is_empty() {
         return Err(format!(
             "edge.tls.cert_file {}: no certificate in it",
@@ -30,7 +30,7 @@ pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Material, String
     }
     let key_pem = read(key_file)?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("edge.tls.key_file {}: {e}", key_file.display()))?
+        .map_err(|e| format!("{field}.key_file {}: {e}", key_file.display()))?
         .ok_or_else(|| {
             format!(
                 "edge.tls.key_file {}: no private key in it",
@@ -41,7 +41,7 @@ pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Material, String
 }
 
 /// A self-signed certificate for `hosts`; returns it with its PEM text.
-pub(crate) fn self_signed(hosts: Vec<String>) -> Result<(Material, String), String> {
+pub fn self_signed(hosts: Vec<String>) -> Result<(Material, String), String> {
     let cert = rcgen::generate_simple_self_signed(hosts)
         .map_err(|e| format!("self-signed certificate: {e}"))?;
     let pem = cert.cert.pem();
@@ -57,7 +57,7 @@ pub(crate) fn self_signed(hosts: Vec<String>) -> Result<(Material, String), Stri
 }
 
 /// A rustls server configuration offering `alpn`.
-pub(crate) fn server_config(m: &Material, alpn: &[&[u8]]) -> Result<ServerConfig, String> {
+pub fn server_config(m: &Material, alpn: &[&[u8]]) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
