@@ -5,6 +5,7 @@
 //! - [`avc`], [`aac`]: codec configuration records and the CODECS strings.
 //! - [`frame`]: normalized access units in a 90 kHz timebase — what ingest produces.
 //! - [`fmp4`]: the CMAF fragmented-MP4 writer.
+//! - [`ts`]: MPEG-TS demuxing (SRT ingest) into the same access units.
 //! - [`packager`]: access units → LL-HLS parts and segments of one rendition.
 //! - [`hls`]: the playlist model (writer and parser) and the live-window rules of LL-HLS:
 //!   which parts and segments a playlist lists, blocking-reload and delta-update decisions.
@@ -22,5 +23,6 @@ pub mod fmp4;
 pub mod frame;
 pub mod hls;
 pub mod packager;
+pub mod ts;
 
 pub use error::MediaError;
