@@ -21,6 +21,7 @@ fn local_config(dir: &Path) -> Config {
     c.origin.http_listen = "127.0.0.1:0".parse().unwrap();
     c.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
     c.origin.rtmps_listen = "127.0.0.1:0".parse().unwrap();
+    c.origin.srt_listen = "127.0.0.1:0".parse().unwrap();
     c.edge.http_listen = "127.0.0.1:0".parse().unwrap();
     c.edge.https_listen = "127.0.0.1:0".parse().unwrap();
     c.control_plane.listen = "127.0.0.1:0".parse().unwrap();

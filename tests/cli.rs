@@ -264,6 +264,7 @@ fn all_on_port_zero(dir: &Path) -> Command {
         .env("POTOK_ORIGIN__HTTP_LISTEN", "127.0.0.1:0")
         .env("POTOK_ORIGIN__RTMP_LISTEN", "127.0.0.1:0")
         .env("POTOK_ORIGIN__RTMPS_LISTEN", "127.0.0.1:0")
+        .env("POTOK_ORIGIN__SRT_LISTEN", "127.0.0.1:0")
         .env("POTOK_EDGE__HTTP_LISTEN", "127.0.0.1:0")
         .env("POTOK_EDGE__HTTPS_LISTEN", "127.0.0.1:0")
         .env("POTOK_CONTROL_PLANE__LISTEN", "127.0.0.1:0");

@@ -377,6 +377,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let loopback = potok_config::ListenAddr(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.origin.http_listen = loopback;
     config.origin.rtmp_listen = loopback;
+    config.origin.srt_listen = loopback;
     config.origin.streams = vec![StreamKeyConfig {
         name: "bench".into(),
         key: Secret::new(KEY),

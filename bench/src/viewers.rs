@@ -81,6 +81,7 @@ pub async fn run(viewers: usize, seconds: u64) -> anyhow::Result<ViewersReport> 
     config.node.data_dir = data.path().to_path_buf();
     config.origin.http_listen = loopback;
     config.origin.rtmp_listen = loopback;
+    config.origin.srt_listen = loopback;
     config.edge.http_listen = loopback;
     config.http.max_connections = 100_000;
     config.origin.streams = vec![StreamKeyConfig {

@@ -191,8 +191,10 @@ pub struct OriginConfig {
     pub rtmp_listen: ListenAddr,
     /// RTMPS ingest (RTMP over TLS, TCP); bound when `origin.tls` has a certificate.
     pub rtmps_listen: ListenAddr,
-    /// SRT ingest (UDP). Not bound yet: SRT ingest arrives with ingest breadth.
+    /// SRT ingest (UDP, MPEG-TS inside; `streamid=live/KEY` or `#!::r=live/KEY,m=publish`).
     pub srt_listen: ListenAddr,
+    /// SRT settings.
+    pub srt: SrtConfig,
     /// Certificate for RTMPS.
     pub tls: TlsConfig,
     /// Most simultaneous RTMP connections (publishers and connection attempts).
@@ -217,12 +219,32 @@ impl Default for OriginConfig {
             rtmp_listen: any_ipv4(1935),
             rtmps_listen: any_ipv4(1936),
             srt_listen: any_ipv4(9000),
+            srt: SrtConfig::default(),
             tls: TlsConfig::default(),
             max_ingest_connections: 1000,
             ingest_timeout: HumanDuration::secs(10),
             hls: HlsConfig::default(),
             streams: Vec::new(),
             archive: ArchiveConfig::default(),
+        }
+    }
+}
+
+/// SRT ingest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SrtConfig {
+    /// Receive latency (the time SRT may spend recovering lost packets).
+    pub latency: HumanDuration,
+    /// AES passphrase (10-79 characters) every caller must use; unset: unencrypted.
+    pub passphrase: Option<Secret>,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        SrtConfig {
+            latency: HumanDuration::millis(120),
+            passphrase: None,
         }
     }
 }

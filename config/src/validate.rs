@@ -88,6 +88,17 @@ impl Config {
                 ),
                 _ => {}
             }
+            v.duration(
+                "origin.srt.latency",
+                o.srt.latency.get(),
+                Duration::from_millis(20),
+                Duration::from_secs(10),
+            );
+            if let Some(p) = &o.srt.passphrase
+                && !(10..=79).contains(&p.expose().len())
+            {
+                v.add("origin.srt.passphrase", "must be 10 to 79 characters");
+            }
             if o.max_ingest_connections == 0 {
                 v.add("origin.max_ingest_connections", "must be at least 1");
             }

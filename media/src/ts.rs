@@ -96,6 +96,11 @@ impl TsDemuxer {
         Self::default()
     }
 
+    /// Whether the PMT announced an AAC stream.
+    pub fn has_audio(&self) -> bool {
+        self.streams.iter().any(|s| s.kind == Kind::Aac)
+    }
+
     /// Errors counted so far.
     pub fn stats(&self) -> TsStats {
         self.stats

@@ -17,6 +17,7 @@ pub mod auth;
 mod body;
 mod metrics;
 mod rtmp;
+mod srt;
 mod streams;
 
 use std::path::PathBuf;
@@ -166,6 +167,15 @@ pub async fn bind_with_auth(
         None => None,
     };
 
+    let (srt_listener, srt_incoming, srt_addr) = srt::bind(o.srt_listen.get(), o.srt.latency.get())
+        .await
+        .map_err(|source| BindError {
+            role: Role::Origin,
+            field: "origin.srt_listen",
+            addr: o.srt_listen.get(),
+            source,
+        })?;
+
     let checks = vec![ReadinessCheck::writable_dir(
         "storage",
         config.node.data_dir.clone(),
@@ -182,6 +192,11 @@ pub async fn bind_with_auth(
     .with_task("rtmp", rtmp_addr, {
         let ingest = Arc::clone(&ingest);
         move |shutdown| rtmp::serve(rtmp_listener, ingest, None, shutdown)
+    });
+    let server = server.with_task("srt", Some(srt_addr), {
+        let ingest = Arc::clone(&ingest);
+        let passphrase = o.srt.passphrase.clone();
+        move |shutdown| srt::serve(srt_listener, srt_incoming, ingest, passphrase, shutdown)
     });
     let server = match rtmps {
         Some((listener, acceptor)) => {

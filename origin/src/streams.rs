@@ -487,21 +487,12 @@ impl PublishSession {
         self.ts_high + i64::from(raw)
     }
 
+    /// An RTMP video message.
     pub(crate) fn video(&mut self, ts_ms: u32, body: Bytes) -> Result<(), IngestError> {
         self.streams.metrics.ingest_bytes.inc_by(body.len() as u64);
         match flv::parse_video(body)? {
             VideoTag::AvcSequenceHeader(record) => {
-                let config = AvcConfig::parse(record)?;
-                if self
-                    .video
-                    .as_ref()
-                    .is_some_and(|old| old.record != config.record)
-                    && self.packager.is_some()
-                {
-                    // New parameters mid-stream: a new init segment after a discontinuity.
-                    self.restart_packager();
-                }
-                self.video = Some(config);
+                self.config(CodecConfig::Avc(AvcConfig::parse(record)?));
                 Ok(())
             }
             VideoTag::AvcFrame {
@@ -509,15 +500,8 @@ impl PublishSession {
                 composition_time_ms,
                 data,
             } => {
-                self.streams.metrics.video_frames.inc();
                 let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
-                if self.packager.is_none() {
-                    if !keyframe || self.video.is_none() {
-                        return Ok(()); // wait for a decodable start
-                    }
-                    self.start_packager();
-                }
-                self.push(AccessUnit {
+                self.frame(AccessUnit {
                     track: TrackKind::Video,
                     dts,
                     pts: dts + ms_to_ticks(i64::from(composition_time_ms)),
@@ -531,11 +515,45 @@ impl PublishSession {
         }
     }
 
+    /// An RTMP audio message.
     pub(crate) fn audio(&mut self, ts_ms: u32, body: Bytes) -> Result<(), IngestError> {
         self.streams.metrics.ingest_bytes.inc_by(body.len() as u64);
         match flv::parse_audio(body)? {
             AudioTag::AacSequenceHeader(asc) => {
-                let config = AacConfig::parse(asc)?;
+                self.config(CodecConfig::Aac(AacConfig::parse(asc)?));
+                Ok(())
+            }
+            AudioTag::AacFrame(data) => {
+                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
+                self.frame(AccessUnit {
+                    track: TrackKind::Audio,
+                    dts,
+                    pts: dts,
+                    keyframe: true,
+                    data,
+                });
+                Ok(())
+            }
+            AudioTag::Unsupported(what) => Err(IngestError::Unsupported(what)),
+        }
+    }
+
+    /// A track's codec configuration, from any ingest protocol.
+    pub(crate) fn config(&mut self, config: CodecConfig) {
+        match config {
+            CodecConfig::Avc(config) => {
+                if self
+                    .video
+                    .as_ref()
+                    .is_some_and(|old| old.record != config.record)
+                    && self.packager.is_some()
+                {
+                    // New parameters mid-stream: a new init segment after a discontinuity.
+                    self.restart_packager();
+                }
+                self.video = Some(config);
+            }
+            CodecConfig::Aac(config) => {
                 let changed = self
                     .audio
                     .as_ref()
@@ -551,33 +569,37 @@ impl PublishSession {
                     self.warned_late_audio = true;
                     warn!(stream = %self.stream.name, "audio configuration arrived after video started; audio is dropped until the next reconnect");
                 }
-                Ok(())
             }
-            AudioTag::AacFrame(data) => {
-                self.streams.metrics.audio_frames.inc();
-                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
-                if self.packager.is_none() {
+        }
+    }
+
+    /// An access unit on the 90 kHz timeline, from any ingest protocol.
+    pub(crate) fn frame(&mut self, au: AccessUnit) {
+        match au.track {
+            TrackKind::Video => self.streams.metrics.video_frames.inc(),
+            TrackKind::Audio => self.streams.metrics.audio_frames.inc(),
+        }
+        if self.packager.is_none() {
+            match au.track {
+                TrackKind::Video => {
+                    if !au.keyframe || self.video.is_none() {
+                        return; // wait for a decodable start
+                    }
+                }
+                TrackKind::Audio => {
                     if self.audio.is_none() || self.video.is_some() {
-                        return Ok(());
+                        return;
                     }
                     self.audio_frames_without_video += 1;
                     if self.audio_frames_without_video < AUDIO_ONLY_AFTER {
-                        return Ok(());
+                        return;
                     }
                     info!(stream = %self.stream.name, "no video configuration: packaging audio only");
-                    self.start_packager();
                 }
-                self.push(AccessUnit {
-                    track: TrackKind::Audio,
-                    dts,
-                    pts: dts,
-                    keyframe: true,
-                    data,
-                });
-                Ok(())
             }
-            AudioTag::Unsupported(what) => Err(IngestError::Unsupported(what)),
+            self.start_packager();
         }
+        self.push(au);
     }
 
     fn push(&mut self, au: AccessUnit) {

@@ -24,6 +24,8 @@ pub struct Origin {
     pub rtmp: SocketAddr,
     /// RTMPS, when the test turned `origin.tls` on.
     pub rtmps: Option<SocketAddr>,
+    /// SRT (UDP).
+    pub srt: SocketAddr,
     pub data: tempfile::TempDir,
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -37,6 +39,7 @@ impl Origin {
         config.origin.http_listen = "127.0.0.1:0".parse().unwrap();
         config.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
         config.origin.rtmps_listen = "127.0.0.1:0".parse().unwrap();
+        config.origin.srt_listen = "127.0.0.1:0".parse().unwrap();
         config.origin.streams = vec![StreamKeyConfig {
             name: STREAM.into(),
             key: Secret::new(KEY),
@@ -52,11 +55,13 @@ impl Origin {
         let http = server.local_addr();
         let rtmp = server.addr_of("rtmp").unwrap();
         let rtmps = server.addr_of("rtmps");
+        let srt = server.addr_of("srt").unwrap();
         tokio::spawn(server.run(ctx.shutdown.clone()));
         Origin {
             http,
             rtmp,
             rtmps,
+            srt,
             data,
             metrics: ctx.metrics,
             shutdown: ctx.shutdown,
@@ -144,8 +149,13 @@ pub async fn wait_ok(url: &str, limit: Duration) -> Got {
 pub struct Publisher(pub Child);
 
 impl Publisher {
-    /// Pushes a lavfi test pattern and tone in real time.
+    /// Pushes a lavfi test pattern and tone in real time as FLV (RTMP, RTMPS).
     pub fn start(url: &str, size: &str, seconds: u32) -> Publisher {
+        Self::start_as(url, size, seconds, "flv")
+    }
+
+    /// The same in container `format` (`mpegts` for SRT).
+    pub fn start_as(url: &str, size: &str, seconds: u32, format: &str) -> Publisher {
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
             .args([
@@ -168,7 +178,7 @@ impl Publisher {
                 "-pix_fmt",
                 "yuv420p",
             ])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", format, url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,113 @@
+//! End to end over SRT: ffmpeg calls with MPEG-TS inside; LL-HLS comes out.
+//! Run alone with `cargo test -p potok-origin --test e2e_srt`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, Origin, Publisher, STREAM, get, wait_ok};
+use potok_config::Secret;
+use potok_media::hls::playlist::MasterPlaylist;
+
+fn srt_url(origin: &Origin, query: &str) -> String {
+    format!("srt://{}?mode=caller&latency=120000&{query}", origin.srt)
+}
+
+#[tokio::test]
+async fn h264_and_aac_over_srt_become_ll_hls() {
+    let origin = Origin::start(|_| {}).await;
+    let _pusher = Publisher::start_as(
+        &srt_url(&origin, &format!("streamid=live/{KEY}")),
+        "320x180",
+        30,
+        "mpegts",
+    );
+    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
+    wait_ok(&pl, Duration::from_secs(20)).await;
+    let master = MasterPlaylist::parse(
+        &get(&origin.url(&format!("/live/{STREAM}/master.m3u8")))
+            .await
+            .text(),
+    )
+    .unwrap();
+    let codecs = master.variants[0].codecs.clone().unwrap();
+    assert!(
+        codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"),
+        "{codecs}"
+    );
+    assert_eq!(master.variants[0].resolution, Some((320, 180)));
+
+    let url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("h264") && text.contains("aac"), "{text}");
+}
+
+#[tokio::test]
+async fn access_control_stream_ids_passphrases_and_wrong_keys() {
+    let pass = "a-long-srt-passphrase";
+    let origin = Origin::start(|c| c.origin.srt.passphrase = Some(Secret::new(pass))).await;
+    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
+
+    // Wrong passphrase: refused, nothing published.
+    let mut wrong = Publisher::start_as(
+        &srt_url(
+            &origin,
+            &format!("streamid=live/{KEY}&passphrase=not-the-passphrase"),
+        ),
+        "160x90",
+        8,
+        "mpegts",
+    );
+    assert!(
+        !wrong.wait(Duration::from_secs(30)).await,
+        "a wrong passphrase was accepted"
+    );
+    assert_eq!(get(&pl).await.status, 404);
+
+    // Wrong key: refused.
+    let mut wrong_key = Publisher::start_as(
+        &srt_url(
+            &origin,
+            &format!("streamid=live/not-the-key-123&passphrase={pass}"),
+        ),
+        "160x90",
+        8,
+        "mpegts",
+    );
+    assert!(
+        !wrong_key.wait(Duration::from_secs(30)).await,
+        "a wrong key was accepted"
+    );
+
+    // The access-control form with the right passphrase.
+    let _pusher = Publisher::start_as(
+        &srt_url(
+            &origin,
+            &format!("streamid=#!::r=live/{KEY},m=publish&passphrase={pass}"),
+        ),
+        "320x180",
+        30,
+        "mpegts",
+    );
+    wait_ok(&pl, Duration::from_secs(20)).await;
+    let metrics = origin.metrics.encode();
+    assert!(!metrics.contains(pass) && !metrics.contains(KEY));
+}
