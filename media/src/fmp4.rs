@@ -135,10 +135,8 @@ pub fn init_segment(tracks: &[TrackSpec]) -> Bytes {
 }
 
 fn write_trak(w: &mut Writer, t: &TrackSpec) {
-    let (is_video, width, height) = match &t.codec {
-        CodecConfig::Avc(c) => (true, c.sps_info.width, c.sps_info.height),
-        CodecConfig::Aac(_) => (false, 0, 0),
-    };
+    let (width, height) = t.codec.resolution().unwrap_or((0, 0));
+    let is_video = t.codec.resolution().is_some();
     w.open(b"trak");
     w.open_full(b"tkhd", 0, 0x3); // enabled, in movie
     w.zeros(8);
@@ -195,25 +193,8 @@ fn write_trak(w: &mut Writer, t: &TrackSpec) {
     w.open_full(b"stsd", 0, 0);
     w.buf.put_u32(1);
     match &t.codec {
-        CodecConfig::Avc(c) => {
-            w.open(b"avc1");
-            w.zeros(6);
-            w.buf.put_u16(1); // data reference index
-            w.zeros(16);
-            w.buf.put_u16(width as u16);
-            w.buf.put_u16(height as u16);
-            w.buf.put_u32(0x0048_0000); // 72 dpi
-            w.buf.put_u32(0x0048_0000);
-            w.zeros(4);
-            w.buf.put_u16(1); // frame count
-            w.zeros(32); // compressor name
-            w.buf.put_u16(0x0018); // depth
-            w.buf.put_i16(-1);
-            w.open(b"avcC");
-            w.buf.put_slice(&c.record);
-            w.close();
-            w.close();
-        }
+        CodecConfig::Avc(c) => write_visual_entry(w, b"avc1", b"avcC", width, height, &c.record),
+        CodecConfig::Hevc(c) => write_visual_entry(w, b"hvc1", b"hvcC", width, height, &c.record),
         CodecConfig::Aac(c) => {
             w.open(b"mp4a");
             w.zeros(6);
@@ -244,6 +225,33 @@ fn write_trak(w: &mut Writer, t: &TrackSpec) {
     w.close(); // minf
     w.close(); // mdia
     w.close(); // trak
+}
+
+fn write_visual_entry(
+    w: &mut Writer,
+    entry: &[u8; 4],
+    config: &[u8; 4],
+    width: u32,
+    height: u32,
+    record: &[u8],
+) {
+    w.open(entry);
+    w.zeros(6);
+    w.buf.put_u16(1); // data reference index
+    w.zeros(16);
+    w.buf.put_u16(width as u16);
+    w.buf.put_u16(height as u16);
+    w.buf.put_u32(0x0048_0000); // 72 dpi
+    w.buf.put_u32(0x0048_0000);
+    w.zeros(4);
+    w.buf.put_u16(1); // frame count
+    w.zeros(32); // compressor name
+    w.buf.put_u16(0x0018); // depth
+    w.buf.put_i16(-1);
+    w.open(config);
+    w.buf.put_slice(record);
+    w.close();
+    w.close();
 }
 
 fn write_esds(w: &mut Writer, track_id: u32, asc: &[u8]) {

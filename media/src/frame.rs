@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::aac::AacConfig;
 use crate::avc::AvcConfig;
+use crate::hevc::HevcConfig;
 
 /// Ticks per second of [`AccessUnit`] timestamps.
 pub const TIMEBASE: u32 = 90_000;
@@ -43,6 +44,8 @@ pub struct AccessUnit {
 pub enum CodecConfig {
     /// H.264.
     Avc(AvcConfig),
+    /// H.265.
+    Hevc(HevcConfig),
     /// AAC.
     Aac(AacConfig),
 }
@@ -52,14 +55,24 @@ impl CodecConfig {
     pub fn codec_string(&self) -> String {
         match self {
             CodecConfig::Avc(c) => c.codec_string(),
+            CodecConfig::Hevc(c) => c.codec_string(),
             CodecConfig::Aac(c) => c.codec_string(),
+        }
+    }
+
+    /// Displayed picture size, for video.
+    pub fn resolution(&self) -> Option<(u32, u32)> {
+        match self {
+            CodecConfig::Avc(c) => Some((c.sps_info.width, c.sps_info.height)),
+            CodecConfig::Hevc(c) => Some((c.sps.width, c.sps.height)),
+            CodecConfig::Aac(_) => None,
         }
     }
 
     /// The track kind this codec belongs on.
     pub fn kind(&self) -> TrackKind {
         match self {
-            CodecConfig::Avc(_) => TrackKind::Video,
+            CodecConfig::Avc(_) | CodecConfig::Hevc(_) => TrackKind::Video,
             CodecConfig::Aac(_) => TrackKind::Audio,
         }
     }
@@ -68,7 +81,7 @@ impl CodecConfig {
     /// audio (so that every AAC frame lasts exactly 1024 ticks).
     pub fn timescale(&self) -> u32 {
         match self {
-            CodecConfig::Avc(_) => TIMEBASE,
+            CodecConfig::Avc(_) | CodecConfig::Hevc(_) => TIMEBASE,
             CodecConfig::Aac(c) => c.sample_rate,
         }
     }

@@ -2,7 +2,7 @@
 //! clock, no files, so every parser can be tested with byte fixtures and fuzzed.
 //!
 //! - [`flv`]: RTMP audio/video message bodies (FLV tag bodies) and FLV files.
-//! - [`avc`], [`aac`]: codec configuration records and the CODECS strings.
+//! - [`avc`], [`hevc`], [`aac`]: codec configuration records and the CODECS strings.
 //! - [`frame`]: normalized access units in a 90 kHz timebase — what ingest produces.
 //! - [`fmp4`]: the CMAF fragmented-MP4 writer.
 //! - [`ts`]: MPEG-TS demuxing (SRT ingest) into the same access units.
@@ -21,6 +21,7 @@ pub mod error;
 pub mod flv;
 pub mod fmp4;
 pub mod frame;
+pub mod hevc;
 pub mod hls;
 pub mod packager;
 pub mod ts;

@@ -10,6 +10,7 @@ use crate::aac::AacConfig;
 use crate::avc::AvcConfig;
 use crate::error::{MediaError, Result};
 use crate::frame::{AccessUnit, CodecConfig, TrackKind};
+use crate::hevc::{self, HevcConfig};
 
 /// TS packet size.
 pub const PACKET: usize = 188;
@@ -28,6 +29,7 @@ pub enum TsEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     H264,
+    H265,
     Aac,
 }
 
@@ -87,6 +89,8 @@ pub struct TsDemuxer {
     aac: Option<AacConfig>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
+    hevc: Option<HevcConfig>,
+    hevc_sets: [Option<Bytes>; 3],
     stats: TsStats,
 }
 
@@ -249,6 +253,7 @@ impl TsDemuxer {
             let es_len = (usize::from(sec[pos + 3] & 0x0f) << 8) | usize::from(sec[pos + 4]);
             let kind = match stream_type {
                 0x1b => Some(Kind::H264),
+                0x24 => Some(Kind::H265),
                 0x0f => Some(Kind::Aac),
                 _ => None,
             };
@@ -280,6 +285,7 @@ impl TsDemuxer {
         let dts = dts.map_or(pts, |d| pts - ((pts - d as i64).rem_euclid(1 << 33)));
         match kind {
             Kind::H264 => self.h264(pts, dts, &data, out),
+            Kind::H265 => self.h265(pts, dts, &data, out),
             Kind::Aac => self.adts(pts, &data, out),
         }
     }
@@ -314,6 +320,49 @@ impl TsDemuxer {
         }
         if self.avc.is_none() || sample.is_empty() {
             return; // nothing decodable before the parameter sets
+        }
+        out.push(TsEvent::Frame(AccessUnit {
+            track: TrackKind::Video,
+            dts,
+            pts,
+            keyframe,
+            data: sample.freeze(),
+        }));
+    }
+
+    fn h265(&mut self, pts: i64, dts: i64, annexb: &[u8], out: &mut Vec<TsEvent>) {
+        let mut sample = BytesMut::with_capacity(annexb.len() + 16);
+        let mut keyframe = false;
+        let mut params_changed = false;
+        for nal in nal_units(annexb) {
+            let t = hevc::nal_type(nal);
+            let slot = match t {
+                hevc::VPS => Some(0),
+                hevc::SPS => Some(1),
+                hevc::PPS => Some(2),
+                hevc::AUD => continue,
+                t if hevc::is_irap(t) => {
+                    keyframe = true;
+                    None
+                }
+                _ => None,
+            };
+            if let Some(i) = slot {
+                params_changed |= self.hevc_sets[i].as_deref() != Some(nal);
+                self.hevc_sets[i] = Some(Bytes::copy_from_slice(nal));
+            }
+            sample.put_u32(nal.len() as u32);
+            sample.put_slice(nal);
+        }
+        if params_changed
+            && let [Some(vps), Some(sps), Some(pps)] = &self.hevc_sets
+            && let Ok(cfg) = HevcConfig::from_parameter_sets(vps, sps, pps)
+        {
+            self.hevc = Some(cfg.clone());
+            out.push(TsEvent::Config(CodecConfig::Hevc(cfg)));
+        }
+        if self.hevc.is_none() || sample.is_empty() {
+            return;
         }
         out.push(TsEvent::Frame(AccessUnit {
             track: TrackKind::Video,

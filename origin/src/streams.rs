@@ -450,7 +450,7 @@ pub(crate) struct PublishSession {
     streams: Arc<Streams>,
     stream: Arc<Stream>,
     session: u64,
-    video: Option<AvcConfig>,
+    video: Option<CodecConfig>,
     audio: Option<AacConfig>,
     packager: Option<Packager>,
     audio_frames_without_video: u32,
@@ -541,17 +541,12 @@ impl PublishSession {
     /// A track's codec configuration, from any ingest protocol.
     pub(crate) fn config(&mut self, config: CodecConfig) {
         match config {
-            CodecConfig::Avc(config) => {
-                if self
-                    .video
-                    .as_ref()
-                    .is_some_and(|old| old.record != config.record)
-                    && self.packager.is_some()
-                {
+            video @ (CodecConfig::Avc(_) | CodecConfig::Hevc(_)) => {
+                if self.video.as_ref().is_some_and(|old| *old != video) && self.packager.is_some() {
                     // New parameters mid-stream: a new init segment after a discontinuity.
                     self.restart_packager();
                 }
-                self.video = Some(config);
+                self.video = Some(video);
             }
             CodecConfig::Aac(config) => {
                 let changed = self
@@ -612,7 +607,7 @@ impl PublishSession {
     fn start_packager(&mut self) {
         let mut tracks = Vec::new();
         if let Some(v) = &self.video {
-            tracks.push(CodecConfig::Avc(v.clone()));
+            tracks.push(v.clone());
         }
         if let Some(a) = &self.audio {
             tracks.push(CodecConfig::Aac(a.clone()));
@@ -624,10 +619,7 @@ impl PublishSession {
             .map(CodecConfig::codec_string)
             .collect::<Vec<_>>()
             .join(",");
-        let resolution = self
-            .video
-            .as_ref()
-            .map(|v| (v.sps_info.width, v.sps_info.height));
+        let resolution = self.video.as_ref().and_then(CodecConfig::resolution);
         self.streams
             .set_init(&self.stream, 0, packager.init_segment(), codecs, resolution);
         info!(stream = %self.stream.name, tracks = tracks.len(), "packaging started");

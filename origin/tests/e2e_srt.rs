@@ -111,3 +111,58 @@ async fn access_control_stream_ids_passphrases_and_wrong_keys() {
     let metrics = origin.metrics.encode();
     assert!(!metrics.contains(pass) && !metrics.contains(KEY));
 }
+
+#[tokio::test]
+async fn h265_over_srt_is_packaged_as_hvc1() {
+    let origin = Origin::start(|_| {}).await;
+    let video = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=none:keyint=60:min-keyint=60:bframes=0",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    let _pusher = Publisher::start_encoded(
+        &srt_url(&origin, &format!("streamid=live/{KEY}")),
+        "320x180",
+        30,
+        "mpegts",
+        &video,
+    );
+    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
+    wait_ok(&pl, Duration::from_secs(30)).await;
+    let master = MasterPlaylist::parse(
+        &get(&origin.url(&format!("/live/{STREAM}/master.m3u8")))
+            .await
+            .text(),
+    )
+    .unwrap();
+    let codecs = master.variants[0].codecs.clone().unwrap();
+    assert!(
+        codecs.starts_with("hvc1.1.6.L") && codecs.ends_with(",mp4a.40.2"),
+        "{codecs}"
+    );
+    assert_eq!(master.variants[0].resolution, Some((320, 180)));
+    let url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,codec_tag_string,width,height",
+                "-of",
+                "csv=p=0",
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hevc,hvc1,320,180"), "{text}");
+}

@@ -156,6 +156,29 @@ impl Publisher {
 
     /// The same in container `format` (`mpegts` for SRT).
     pub fn start_as(url: &str, size: &str, seconds: u32, format: &str) -> Publisher {
+        let video = [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        Self::start_encoded(url, size, seconds, format, &video)
+    }
+
+    /// The same with other video encoder arguments (e.g. libx265).
+    pub fn start_encoded(
+        url: &str,
+        size: &str,
+        seconds: u32,
+        format: &str,
+        video: &[&str],
+    ) -> Publisher {
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
             .args([
@@ -166,18 +189,7 @@ impl Publisher {
             ])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
             .args(["-t", &seconds.to_string()])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "60",
-                "-pix_fmt",
-                "yuv420p",
-            ])
+            .args(video)
             .args(["-c:a", "aac", "-b:a", "64k", "-f", format, url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
