@@ -128,7 +128,8 @@ impl Target {
         Ok(())
     }
 
-    async fn tag(&self, kind: TagKind, ts: u32, body: Bytes) -> anyhow::Result<()> {
+    /// Publishes one FLV tag body (video, audio; script tags are skipped) at `ts` ms.
+    pub async fn tag(&self, kind: TagKind, ts: u32, body: Bytes) -> anyhow::Result<()> {
         let frame_header = [
             body.first().copied().unwrap_or(0),
             body.get(1).copied().unwrap_or(0),

@@ -24,6 +24,27 @@ pub enum VideoTag {
     },
     /// AVC end of sequence.
     AvcEndOfSequence,
+    /// Enhanced RTMP sequence start: the codec's configuration record (`hvcC` for `hvc1`,
+    /// `avcC` for `avc1`, `av1C` for `av01`).
+    ExSequenceStart {
+        /// The codec FourCC.
+        fourcc: [u8; 4],
+        /// The configuration record.
+        record: Bytes,
+    },
+    /// Enhanced RTMP coded frame(s).
+    ExFrame {
+        /// The codec FourCC.
+        fourcc: [u8; 4],
+        /// A keyframe.
+        keyframe: bool,
+        /// Presentation minus decode time, in milliseconds (0 for CodedFramesX).
+        composition_time_ms: i32,
+        /// Length-prefixed NAL units (HEVC, AVC) or OBUs (AV1).
+        data: Bytes,
+    },
+    /// Enhanced RTMP sequence end.
+    ExSequenceEnd,
     /// A frame of another codec (legacy FLV codec id), or an Enhanced RTMP packet.
     Unsupported(String),
 }
@@ -44,13 +65,45 @@ pub fn parse_video(body: Bytes) -> Result<VideoTag> {
     const W: &str = "FLV video tag";
     let first = *body.first().ok_or(MediaError::Truncated { what: W })?;
     if first & 0x80 != 0 {
-        let fourcc = body
+        // Enhanced RTMP (veovera): frame type in bits 4-6, packet type in bits 0-3, FourCC.
+        let frame_type = (first >> 4) & 0x07;
+        let packet_type = first & 0x0f;
+        let fourcc: [u8; 4] = body
             .get(1..5)
-            .map(|f| String::from_utf8_lossy(f).into_owned());
-        return Ok(VideoTag::Unsupported(format!(
-            "Enhanced RTMP video {}",
-            fourcc.unwrap_or_default()
-        )));
+            .and_then(|f| f.try_into().ok())
+            .ok_or(MediaError::Truncated { what: W })?;
+        let payload = body.slice(5..);
+        return match packet_type {
+            0 => Ok(VideoTag::ExSequenceStart {
+                fourcc,
+                record: payload,
+            }),
+            1 | 3 => {
+                let (cts, data) = if packet_type == 1 && &fourcc != b"av01" {
+                    if payload.len() < 3 {
+                        return Err(MediaError::Truncated { what: W });
+                    }
+                    let cts = (i32::from(payload[0]) << 24
+                        | i32::from(payload[1]) << 16
+                        | i32::from(payload[2]) << 8)
+                        >> 8;
+                    (cts, payload.slice(3..))
+                } else {
+                    (0, payload)
+                };
+                Ok(VideoTag::ExFrame {
+                    fourcc,
+                    keyframe: frame_type == 1,
+                    composition_time_ms: cts,
+                    data,
+                })
+            }
+            2 => Ok(VideoTag::ExSequenceEnd),
+            t => Ok(VideoTag::Unsupported(format!(
+                "Enhanced RTMP packet type {t} ({})",
+                String::from_utf8_lossy(&fourcc)
+            ))),
+        };
     }
     let frame_type = first >> 4;
     let codec_id = first & 0x0f;
@@ -250,9 +303,40 @@ mod tests {
             parse_video(Bytes::from_static(&[0x12, 0])).unwrap(),
             VideoTag::Unsupported(_)
         ));
-        assert!(
-            matches!(parse_video(Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1'])).unwrap(), VideoTag::Unsupported(s) if s.contains("hvc1"))
+        assert_eq!(
+            parse_video(Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2])).unwrap(),
+            VideoTag::ExSequenceStart {
+                fourcc: *b"hvc1",
+                record: Bytes::from_static(&[1, 2])
+            }
         );
+        assert_eq!(
+            parse_video(Bytes::from_static(&[0x93, b'h', b'v', b'c', b'1', 7])).unwrap(),
+            VideoTag::ExFrame {
+                fourcc: *b"hvc1",
+                keyframe: true,
+                composition_time_ms: 0,
+                data: Bytes::from_static(&[7])
+            }
+        );
+        assert_eq!(
+            parse_video(Bytes::from_static(&[
+                0xa1, b'h', b'v', b'c', b'1', 0, 0, 0x21, 7
+            ]))
+            .unwrap(),
+            VideoTag::ExFrame {
+                fourcc: *b"hvc1",
+                keyframe: false,
+                composition_time_ms: 33,
+                data: Bytes::from_static(&[7])
+            }
+        );
+        assert!(parse_video(Bytes::from_static(&[0x91, b'h', b'v', b'c'])).is_err());
+        assert!(parse_video(Bytes::from_static(&[0x91, b'h', b'v', b'c', b'1', 0])).is_err());
+        assert!(matches!(
+            parse_video(Bytes::from_static(&[0x94, b'h', b'v', b'c', b'1'])).unwrap(),
+            VideoTag::Unsupported(_)
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use potok_media::aac::AacConfig;
 use potok_media::avc::AvcConfig;
 use potok_media::flv::{self, AudioTag, VideoTag};
 use potok_media::frame::{AccessUnit, CodecConfig, TIMEBASE, TrackKind, ms_to_ticks};
+use potok_media::hevc::HevcConfig;
 use potok_media::hls::live::{LiveConfig, LiveRendition};
 use potok_media::hls::playlist::{MediaPlaylist, MediaSegment};
 use potok_media::packager::{Continuation, Packager, PackagerConfig, PackagerEvent};
@@ -57,7 +58,7 @@ pub(crate) enum PublishError {
 pub(crate) enum IngestError {
     #[error("malformed media: {0}")]
     Malformed(#[from] MediaError),
-    #[error("{0} (Potok takes H.264 video and AAC audio over RTMP)")]
+    #[error("{0} (Potok takes H.264 or, over Enhanced RTMP, H.265 video and AAC audio)")]
     Unsupported(String),
 }
 
@@ -510,7 +511,43 @@ impl PublishSession {
                 });
                 Ok(())
             }
-            VideoTag::AvcEndOfSequence => Ok(()),
+            VideoTag::ExSequenceStart { fourcc, record } => {
+                let config = match &fourcc {
+                    b"hvc1" | b"hev1" => CodecConfig::Hevc(HevcConfig::parse(record)?),
+                    b"avc1" => CodecConfig::Avc(AvcConfig::parse(record)?),
+                    other => {
+                        return Err(IngestError::Unsupported(format!(
+                            "Enhanced RTMP codec {}",
+                            String::from_utf8_lossy(other)
+                        )));
+                    }
+                };
+                self.config(config);
+                Ok(())
+            }
+            VideoTag::ExFrame {
+                fourcc,
+                keyframe,
+                composition_time_ms,
+                data,
+            } => {
+                if !matches!(&fourcc, b"hvc1" | b"hev1" | b"avc1") {
+                    return Err(IngestError::Unsupported(format!(
+                        "Enhanced RTMP codec {}",
+                        String::from_utf8_lossy(&fourcc)
+                    )));
+                }
+                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
+                self.frame(AccessUnit {
+                    track: TrackKind::Video,
+                    dts,
+                    pts: dts + ms_to_ticks(i64::from(composition_time_ms)),
+                    keyframe,
+                    data,
+                });
+                Ok(())
+            }
+            VideoTag::AvcEndOfSequence | VideoTag::ExSequenceEnd => Ok(()),
             VideoTag::Unsupported(what) => Err(IngestError::Unsupported(what)),
         }
     }

@@ -1,0 +1,164 @@
+//! Enhanced RTMP: HEVC from libx265, wrapped in E-RTMP video messages (FourCC `hvc1`,
+//! sequence start + coded frames) by the test and pushed over a real socket, comes out as
+//! CMAF `hvc1` with the right CODECS. Debian's ffmpeg 5.1 cannot send E-RTMP itself.
+//! Run alone with `cargo test -p potok-origin --test e2e_ertmp`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../bench/src/rtmp.rs"]
+mod rtmp_client;
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::{KEY, Origin, STREAM, get, wait_ok};
+use potok_media::flv::TagKind;
+use potok_media::hevc::{self, HevcConfig};
+use potok_media::hls::playlist::MasterPlaylist;
+
+/// Four seconds of 320x180 HEVC as an Annex-B stream with access unit delimiters.
+fn hevc_stream() -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-t",
+            "4",
+        ])
+        .args([
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=none:aud=1:keyint=60:min-keyint=60:bframes=0",
+        ])
+        .args(["-f", "hevc", "pipe:1"])
+        .output()
+        .expect("ffmpeg not found: run scripts/setup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let mut end = starts.get(k + 1).map_or(data.len(), |n| n - 3);
+            while end > s && data[end - 1] == 0 && k + 1 < starts.len() {
+                end -= 1;
+            }
+            &data[s..end]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hevc_over_enhanced_rtmp_is_packaged_as_hvc1() {
+    let origin = Origin::start(|_| {}).await;
+    let stream = hevc_stream();
+    let nals = nal_units(&stream);
+    let find = |t: u8| *nals.iter().find(|n| hevc::nal_type(n) == t).unwrap();
+    let config =
+        HevcConfig::from_parameter_sets(find(hevc::VPS), find(hevc::SPS), find(hevc::PPS)).unwrap();
+
+    // Access units: split at the delimiters.
+    let mut units: Vec<Vec<&[u8]>> = Vec::new();
+    for nal in &nals {
+        match hevc::nal_type(nal) {
+            hevc::AUD => units.push(Vec::new()),
+            hevc::VPS | hevc::SPS | hevc::PPS => {}
+            _ => {
+                if let Some(u) = units.last_mut() {
+                    u.push(nal);
+                }
+            }
+        }
+    }
+    assert_eq!(units.len(), 120);
+
+    let mut target = rtmp_client::Target::connect(origin.rtmp, "live", KEY)
+        .await
+        .unwrap();
+    target.ready().await.unwrap();
+    let mut start = BytesMut::from(&[0x90, b'h', b'v', b'c', b'1'][..]); // key frame, SequenceStart
+    start.put_slice(&config.record);
+    target.tag(TagKind::Video, 0, start.freeze()).await.unwrap();
+    for (i, unit) in units.iter().enumerate() {
+        let key = unit.iter().any(|n| hevc::is_irap(hevc::nal_type(n)));
+        // CodedFramesX: no composition time (no B-frames).
+        let mut body = BytesMut::from(
+            &[
+                0x80 | if key { 0x10 } else { 0x20 } | 3,
+                b'h',
+                b'v',
+                b'c',
+                b'1',
+            ][..],
+        );
+        for nal in unit {
+            body.put_u32(nal.len() as u32);
+            body.put_slice(nal);
+        }
+        let ts = (i as f64 * 1000.0 / 30.0).round() as u32;
+        target
+            .tag(TagKind::Video, ts, Bytes::from(body))
+            .await
+            .unwrap();
+    }
+
+    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
+    wait_ok(&pl, Duration::from_secs(20)).await;
+    let master_url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
+    let master = MasterPlaylist::parse(&get(&master_url).await.text()).unwrap();
+    assert_eq!(
+        master.variants[0].codecs.as_deref(),
+        Some(config.codec_string().as_str())
+    );
+    assert!(
+        config.codec_string().starts_with("hvc1.1.6.L"),
+        "{}",
+        config.codec_string()
+    );
+    assert_eq!(master.variants[0].resolution, Some((320, 180)));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,codec_tag_string,width,height",
+                "-of",
+                "csv=p=0",
+                &master_url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hevc,hvc1,320,180"), "{text}");
+}
