@@ -195,6 +195,7 @@ fn write_trak(w: &mut Writer, t: &TrackSpec) {
     match &t.codec {
         CodecConfig::Avc(c) => write_visual_entry(w, b"avc1", b"avcC", width, height, &c.record),
         CodecConfig::Hevc(c) => write_visual_entry(w, b"hvc1", b"hvcC", width, height, &c.record),
+        CodecConfig::Av1(c) => write_visual_entry(w, b"av01", b"av1C", width, height, &c.record),
         CodecConfig::Aac(c) => {
             w.open(b"mp4a");
             w.zeros(6);

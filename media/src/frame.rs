@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::aac::AacConfig;
+use crate::av1::Av1Config;
 use crate::avc::AvcConfig;
 use crate::hevc::HevcConfig;
 
@@ -46,6 +47,8 @@ pub enum CodecConfig {
     Avc(AvcConfig),
     /// H.265.
     Hevc(HevcConfig),
+    /// AV1.
+    Av1(Av1Config),
     /// AAC.
     Aac(AacConfig),
 }
@@ -56,6 +59,7 @@ impl CodecConfig {
         match self {
             CodecConfig::Avc(c) => c.codec_string(),
             CodecConfig::Hevc(c) => c.codec_string(),
+            CodecConfig::Av1(c) => c.codec_string(),
             CodecConfig::Aac(c) => c.codec_string(),
         }
     }
@@ -65,6 +69,7 @@ impl CodecConfig {
         match self {
             CodecConfig::Avc(c) => Some((c.sps_info.width, c.sps_info.height)),
             CodecConfig::Hevc(c) => Some((c.sps.width, c.sps.height)),
+            CodecConfig::Av1(c) => Some((c.width, c.height)),
             CodecConfig::Aac(_) => None,
         }
     }
@@ -72,7 +77,7 @@ impl CodecConfig {
     /// The track kind this codec belongs on.
     pub fn kind(&self) -> TrackKind {
         match self {
-            CodecConfig::Avc(_) | CodecConfig::Hevc(_) => TrackKind::Video,
+            CodecConfig::Avc(_) | CodecConfig::Hevc(_) | CodecConfig::Av1(_) => TrackKind::Video,
             CodecConfig::Aac(_) => TrackKind::Audio,
         }
     }
@@ -81,7 +86,7 @@ impl CodecConfig {
     /// audio (so that every AAC frame lasts exactly 1024 ticks).
     pub fn timescale(&self) -> u32 {
         match self {
-            CodecConfig::Avc(_) | CodecConfig::Hevc(_) => TIMEBASE,
+            CodecConfig::Avc(_) | CodecConfig::Hevc(_) | CodecConfig::Av1(_) => TIMEBASE,
             CodecConfig::Aac(c) => c.sample_rate,
         }
     }

@@ -2,7 +2,7 @@
 //! clock, no files, so every parser can be tested with byte fixtures and fuzzed.
 //!
 //! - [`flv`]: RTMP audio/video message bodies (FLV tag bodies) and FLV files.
-//! - [`avc`], [`hevc`], [`aac`]: codec configuration records and the CODECS strings.
+//! - [`avc`], [`hevc`], [`av1`], [`aac`]: codec configuration records and the CODECS strings.
 //! - [`frame`]: normalized access units in a 90 kHz timebase — what ingest produces.
 //! - [`fmp4`]: the CMAF fragmented-MP4 writer.
 //! - [`ts`]: MPEG-TS demuxing (SRT ingest) into the same access units.
@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
 mod bits;
 pub mod error;

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use potok_media::MediaError;
 use potok_media::aac::AacConfig;
+use potok_media::av1::Av1Config;
 use potok_media::avc::AvcConfig;
 use potok_media::flv::{self, AudioTag, VideoTag};
 use potok_media::frame::{AccessUnit, CodecConfig, TIMEBASE, TrackKind, ms_to_ticks};
@@ -58,7 +59,7 @@ pub(crate) enum PublishError {
 pub(crate) enum IngestError {
     #[error("malformed media: {0}")]
     Malformed(#[from] MediaError),
-    #[error("{0} (Potok takes H.264 or, over Enhanced RTMP, H.265 video and AAC audio)")]
+    #[error("{0} (Potok takes H.264 or, over Enhanced RTMP, H.265 or AV1 video and AAC audio)")]
     Unsupported(String),
 }
 
@@ -515,6 +516,7 @@ impl PublishSession {
                 let config = match &fourcc {
                     b"hvc1" | b"hev1" => CodecConfig::Hevc(HevcConfig::parse(record)?),
                     b"avc1" => CodecConfig::Avc(AvcConfig::parse(record)?),
+                    b"av01" => CodecConfig::Av1(Av1Config::parse(record)?),
                     other => {
                         return Err(IngestError::Unsupported(format!(
                             "Enhanced RTMP codec {}",
@@ -531,7 +533,7 @@ impl PublishSession {
                 composition_time_ms,
                 data,
             } => {
-                if !matches!(&fourcc, b"hvc1" | b"hev1" | b"avc1") {
+                if !matches!(&fourcc, b"hvc1" | b"hev1" | b"avc1" | b"av01") {
                     return Err(IngestError::Unsupported(format!(
                         "Enhanced RTMP codec {}",
                         String::from_utf8_lossy(&fourcc)
@@ -578,7 +580,7 @@ impl PublishSession {
     /// A track's codec configuration, from any ingest protocol.
     pub(crate) fn config(&mut self, config: CodecConfig) {
         match config {
-            video @ (CodecConfig::Avc(_) | CodecConfig::Hevc(_)) => {
+            video @ (CodecConfig::Avc(_) | CodecConfig::Hevc(_) | CodecConfig::Av1(_)) => {
                 if self.video.as_ref().is_some_and(|old| *old != video) && self.packager.is_some() {
                     // New parameters mid-stream: a new init segment after a discontinuity.
                     self.restart_packager();

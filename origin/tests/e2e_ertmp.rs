@@ -162,3 +162,148 @@ async fn hevc_over_enhanced_rtmp_is_packaged_as_hvc1() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hevc,hvc1,320,180"), "{text}");
 }
+
+/// Four seconds of 320x180 AV1 (SVT-AV1) as low-overhead OBUs.
+fn av1_stream() -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-t",
+            "4",
+        ])
+        .args([
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "obu",
+            "pipe:1",
+        ])
+        .output()
+        .expect("ffmpeg not found: run scripts/setup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// (type, whole OBU bytes) of a low-overhead OBU stream.
+fn obus(data: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let start = pos;
+        let header = data[pos];
+        pos += 1 + usize::from(header & 0x04 != 0);
+        let mut size = 0usize;
+        let mut shift = 0;
+        loop {
+            let b = data[pos];
+            pos += 1;
+            size |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        pos += size;
+        out.push(((header >> 3) & 0x0f, &data[start..pos]));
+    }
+    out
+}
+
+#[tokio::test]
+async fn av1_over_enhanced_rtmp_is_packaged_as_av01() {
+    let origin = Origin::start(|_| {}).await;
+    let stream = av1_stream();
+    let all = obus(&stream);
+    let seq = all.iter().find(|(t, _)| *t == 1).unwrap().1;
+    // Main profile, 8-bit 4:2:0; level from the sequence header (bits 24-28 with no timing
+    // info and a single operating point).
+    let level = seq[2 + 3] >> 3;
+    let mut record = vec![0x81, level, 0x0c, 0x00];
+    record.extend_from_slice(seq);
+    let config = potok_media::av1::Av1Config::parse(Bytes::from(record.clone())).unwrap();
+
+    // Temporal units: split at temporal delimiters, which ISOBMFF samples do not carry.
+    let mut units: Vec<Vec<&[u8]>> = Vec::new();
+    for (t, obu) in &all {
+        if *t == 2 {
+            units.push(Vec::new());
+        } else if let Some(u) = units.last_mut() {
+            u.push(obu);
+        }
+    }
+    assert_eq!(units.len(), 120);
+
+    let mut target = rtmp_client::Target::connect(origin.rtmp, "live", KEY)
+        .await
+        .unwrap();
+    target.ready().await.unwrap();
+    let mut start = BytesMut::from(&[0x90, b'a', b'v', b'0', b'1'][..]);
+    start.put_slice(&record);
+    target.tag(TagKind::Video, 0, start.freeze()).await.unwrap();
+    for (i, unit) in units.iter().enumerate() {
+        // A temporal unit with a sequence header starts a keyframe.
+        let key = unit.iter().any(|o| (o[0] >> 3) & 0x0f == 1);
+        let mut body = BytesMut::from(
+            &[
+                0x80 | if key { 0x10 } else { 0x20 } | 1,
+                b'a',
+                b'v',
+                b'0',
+                b'1',
+            ][..],
+        );
+        for obu in unit {
+            body.put_slice(obu);
+        }
+        let ts = (i as f64 * 1000.0 / 30.0).round() as u32;
+        target.tag(TagKind::Video, ts, body.freeze()).await.unwrap();
+    }
+
+    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
+    wait_ok(&pl, Duration::from_secs(20)).await;
+    let master_url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
+    let master = MasterPlaylist::parse(&get(&master_url).await.text()).unwrap();
+    assert_eq!(
+        master.variants[0].codecs.as_deref(),
+        Some(config.codec_string().as_str())
+    );
+    assert!(
+        config.codec_string().starts_with("av01.0."),
+        "{}",
+        config.codec_string()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,codec_tag_string,width,height",
+                "-of",
+                "csv=p=0",
+                &master_url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("av1,av01,320,180"), "{text}");
+}
