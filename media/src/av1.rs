@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn svt_av1_sequence_header() {
-        let mut record = vec![0x81, 0x00 << 5 | 4, 0x0c, 0x00];
+        // seq_profile 0 in the top 3 bits, seq_level_idx 4.
+        let mut record = vec![0x81, 4, 0x0c, 0x00];
         record.extend_from_slice(&SEQ_OBU);
         let c = Av1Config::parse(Bytes::from(record)).unwrap();
         assert_eq!((c.width, c.height), (320, 180));

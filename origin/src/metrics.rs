@@ -1,15 +1,18 @@
 //! The origin's metrics, registered once in the process registry.
 
 use potok_service::Metrics;
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 #[derive(Clone)]
 pub(crate) struct OriginMetrics {
     pub(crate) publishers: IntGauge,
     pub(crate) ingest_connections: IntGauge,
-    pub(crate) ingest_bytes: IntCounter,
-    pub(crate) video_frames: IntCounter,
-    pub(crate) audio_frames: IntCounter,
+    pub(crate) ingest_bytes: IntCounterVec,
+    pub(crate) frames: IntCounterVec,
+    pub(crate) discontinuities: IntCounterVec,
+    pub(crate) srt_lost: IntCounterVec,
+    pub(crate) srt_retransmitted: IntCounterVec,
+    pub(crate) srt_dropped: IntCounterVec,
     pub(crate) refused_publishes: IntCounter,
     pub(crate) parts: IntCounter,
     pub(crate) segments: IntCounter,
@@ -24,17 +27,41 @@ impl OriginMetrics {
                 "Publishers currently sending media.",
             ),
             ingest_connections: m.int_gauge("potok_ingest_connections", "Open RTMP connections."),
-            ingest_bytes: m.int_counter(
+            ingest_bytes: vec(
+                m,
                 "potok_ingest_bytes_total",
-                "Audio and video payload bytes received from publishers.",
+                "Bytes received from publishers, by stream and protocol.",
+                &["stream", "protocol"],
             ),
-            video_frames: m.int_counter(
-                "potok_ingest_video_frames_total",
-                "Video frames received from publishers.",
+            frames: vec(
+                m,
+                "potok_ingest_frames_total",
+                "Frames received from publishers, by stream and track.",
+                &["stream", "track"],
             ),
-            audio_frames: m.int_counter(
-                "potok_ingest_audio_frames_total",
-                "Audio frames received from publishers.",
+            discontinuities: vec(
+                m,
+                "potok_ingest_discontinuities_total",
+                "Breaks in a stream's input: publisher reconnects and lost MPEG-TS packets.",
+                &["stream"],
+            ),
+            srt_lost: vec(
+                m,
+                "potok_srt_packets_lost_total",
+                "SRT data packets reported lost by the receiver.",
+                &["stream"],
+            ),
+            srt_retransmitted: vec(
+                m,
+                "potok_srt_packets_retransmitted_total",
+                "SRT data packets received again after a loss.",
+                &["stream"],
+            ),
+            srt_dropped: vec(
+                m,
+                "potok_srt_packets_dropped_total",
+                "SRT data packets dropped as too late.",
+                &["stream"],
             ),
             refused_publishes: m.int_counter(
                 "potok_ingest_refused_total",
@@ -48,4 +75,11 @@ impl OriginMetrics {
             ),
         }
     }
+}
+
+fn vec(m: &Metrics, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric {name}: {e}"));
+    m.register(Box::new(v.clone()));
+    v
 }

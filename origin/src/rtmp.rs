@@ -269,7 +269,7 @@ impl Conn<'_> {
                         );
                     }
                 };
-                match self.ingest.streams.start_publish(&name) {
+                match self.ingest.streams.start_publish(&name, "rtmp") {
                     Ok(publish) => {
                         info!(stream = %publish.name(), "publishing");
                         self.publish = Some(publish);

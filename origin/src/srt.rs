@@ -144,7 +144,7 @@ async fn caller(
             return Err(format!("publish refused: {e}"));
         }
     };
-    let mut session = match ingest.streams.start_publish(&name) {
+    let mut session = match ingest.streams.start_publish(&name, "srt") {
         Ok(s) => s,
         Err(e) => {
             ingest.metrics.refused_publishes.inc();
@@ -173,9 +173,15 @@ async fn caller(
     // its configuration is known, so the init segment has both tracks.
     let mut held: Vec<TsEvent> = Vec::new();
     let mut started = false;
+    let mut link = LinkStats::default();
+    let mut statistics = socket.statistics().clone();
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(stats) = statistics.next() => {
+                link.update(&session, &stats);
+                continue;
+            }
             n = tokio::time::timeout(ingest.timeout, socket.next()) => n,
         };
         let data = match next {
@@ -184,8 +190,17 @@ async fn caller(
             Ok(Some(Err(e))) => return Err(e.to_string()),
             Ok(Some(Ok((_, data)))) => data,
         };
-        ingest.metrics.ingest_bytes.inc_by(data.len() as u64);
+        session.count_bytes(data.len());
+        let cc_before = demux.stats().cc_errors;
         let events = demux.push(&data);
+        let lost = demux.stats().cc_errors - cc_before;
+        if lost > 0 {
+            session
+                .metrics()
+                .discontinuities
+                .with_label_values(&[session.name()])
+                .inc_by(lost);
+        }
         if started {
             apply(&mut session, events);
             continue;
@@ -211,6 +226,37 @@ async fn caller(
     }
     debug!(stats = ?demux.stats(), "SRT caller finished");
     Ok(())
+}
+
+/// SRT link counters seen so far on one connection, to export their increases.
+#[derive(Default)]
+struct LinkStats {
+    lost: u64,
+    retransmitted: u64,
+    dropped: u64,
+}
+
+impl LinkStats {
+    fn update(
+        &mut self,
+        session: &crate::streams::PublishSession,
+        s: &srt_protocol::statistics::SocketStatistics,
+    ) {
+        let m = session.metrics();
+        let name = [session.name()];
+        m.srt_lost
+            .with_label_values(&name)
+            .inc_by(s.rx_loss_data.saturating_sub(self.lost));
+        m.srt_retransmitted
+            .with_label_values(&name)
+            .inc_by(s.rx_retransmit_data.saturating_sub(self.retransmitted));
+        m.srt_dropped
+            .with_label_values(&name)
+            .inc_by(s.rx_dropped_data.saturating_sub(self.dropped));
+        self.lost = self.lost.max(s.rx_loss_data);
+        self.retransmitted = self.retransmitted.max(s.rx_retransmit_data);
+        self.dropped = self.dropped.max(s.rx_dropped_data);
+    }
 }
 
 /// Events held at most while waiting for the audio configuration (a few seconds of media).

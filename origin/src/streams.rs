@@ -221,11 +221,12 @@ impl Streams {
         })
     }
 
-    /// Starts publishing `name`: a new broadcast, or the continuation of one whose publisher
-    /// dropped less than the grace period ago.
+    /// Starts publishing `name` over `protocol`: a new broadcast, or the continuation of one
+    /// whose publisher dropped less than the grace period ago.
     pub(crate) fn start_publish(
         self: &Arc<Self>,
         name: &str,
+        protocol: &str,
     ) -> Result<PublishSession, PublishError> {
         let session = self
             .next_session
@@ -264,6 +265,10 @@ impl Streams {
         drop(map);
         self.metrics.publishers.inc();
         if resumed {
+            self.metrics
+                .discontinuities
+                .with_label_values(&[name])
+                .inc();
             info!(
                 stream = name,
                 "publisher reconnected within the grace period; stream continues"
@@ -283,6 +288,12 @@ impl Streams {
             last_ts: None,
             ts_high: 0,
             warned_late_audio: false,
+            bytes: self
+                .metrics
+                .ingest_bytes
+                .with_label_values(&[name, protocol]),
+            video_frames: self.metrics.frames.with_label_values(&[name, "video"]),
+            audio_frames: self.metrics.frames.with_label_values(&[name, "audio"]),
         })
     }
 
@@ -459,6 +470,9 @@ pub(crate) struct PublishSession {
     last_ts: Option<u32>,
     ts_high: i64,
     warned_late_audio: bool,
+    bytes: prometheus::IntCounter,
+    video_frames: prometheus::IntCounter,
+    audio_frames: prometheus::IntCounter,
 }
 
 /// Audio frames (about a second) after which a stream without video config is packaged as
@@ -469,6 +483,16 @@ impl PublishSession {
     /// The public stream name.
     pub(crate) fn name(&self) -> &str {
         &self.stream.name
+    }
+
+    /// Counts bytes received by a protocol that does not go through [`Self::video`].
+    pub(crate) fn count_bytes(&self, n: usize) {
+        self.bytes.inc_by(n as u64);
+    }
+
+    /// The metrics of this stream's input.
+    pub(crate) fn metrics(&self) -> &OriginMetrics {
+        &self.streams.metrics
     }
 
     pub(crate) fn metadata(&mut self, m: StreamMetadata) {
@@ -491,7 +515,7 @@ impl PublishSession {
 
     /// An RTMP video message.
     pub(crate) fn video(&mut self, ts_ms: u32, body: Bytes) -> Result<(), IngestError> {
-        self.streams.metrics.ingest_bytes.inc_by(body.len() as u64);
+        self.bytes.inc_by(body.len() as u64);
         match flv::parse_video(body)? {
             VideoTag::AvcSequenceHeader(record) => {
                 self.config(CodecConfig::Avc(AvcConfig::parse(record)?));
@@ -556,7 +580,7 @@ impl PublishSession {
 
     /// An RTMP audio message.
     pub(crate) fn audio(&mut self, ts_ms: u32, body: Bytes) -> Result<(), IngestError> {
-        self.streams.metrics.ingest_bytes.inc_by(body.len() as u64);
+        self.bytes.inc_by(body.len() as u64);
         match flv::parse_audio(body)? {
             AudioTag::AacSequenceHeader(asc) => {
                 self.config(CodecConfig::Aac(AacConfig::parse(asc)?));
@@ -610,8 +634,8 @@ impl PublishSession {
     /// An access unit on the 90 kHz timeline, from any ingest protocol.
     pub(crate) fn frame(&mut self, au: AccessUnit) {
         match au.track {
-            TrackKind::Video => self.streams.metrics.video_frames.inc(),
-            TrackKind::Audio => self.streams.metrics.audio_frames.inc(),
+            TrackKind::Video => self.video_frames.inc(),
+            TrackKind::Audio => self.audio_frames.inc(),
         }
         if self.packager.is_none() {
             match au.track {

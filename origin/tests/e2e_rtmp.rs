@@ -333,6 +333,13 @@ async fn a_reconnect_within_grace_continues_the_stream_and_then_it_ends() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(joined.media_sequence, first_seq, "media sequence restarted");
+    let metrics = origin.metrics.encode();
+    assert!(
+        metrics.contains(&format!(
+            "potok_ingest_discontinuities_total{{stream=\"{STREAM}\"}} 1"
+        )),
+        "{metrics}"
+    );
     let disc = joined
         .segments
         .iter()

@@ -58,6 +58,21 @@ async fn h264_and_aac_over_srt_become_ll_hls() {
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("h264") && text.contains("aac"), "{text}");
+
+    // Per-stream ingest metrics.
+    let metrics = origin.metrics.encode();
+    for series in [
+        format!("potok_ingest_bytes_total{{protocol=\"srt\",stream=\"{STREAM}\"}}"),
+        format!("potok_ingest_frames_total{{stream=\"{STREAM}\",track=\"video\"}}"),
+        format!("potok_ingest_frames_total{{stream=\"{STREAM}\",track=\"audio\"}}"),
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with(&series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        assert!(value > 0.0, "{series} = {value}");
+    }
 }
 
 #[tokio::test]
