@@ -58,26 +58,16 @@ pub fn dev_cert_path(config: &Config) -> std::path::PathBuf {
 /// at least one origin.
 pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
     let e = &config.edge;
-    let material = match (&e.tls.cert_file, &e.tls.key_file) {
-        (Some(cert), Some(key)) => Some(tls::load("edge.tls", cert, key).map_err(StartError::Tls)?),
-        _ if e.tls.self_signed => {
-            let hosts = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                config.node.public_host.clone(),
-            ];
-            let (m, pem) = tls::self_signed(hosts).map_err(StartError::Tls)?;
-            let path = dev_cert_path(config);
-            std::fs::write(&path, pem)
-                .map_err(|err| StartError::Tls(format!("{}: {err}", path.display())))?;
-            warn!(cert = %path.display(), "no edge.tls certificate configured: using a self-signed development certificate");
-            Some(m)
-        }
-        _ => {
-            info!("no edge.tls certificate configured: HTTPS and HTTP/3 are off");
-            None
-        }
-    };
+    let hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        config.node.public_host.clone(),
+    ];
+    let material = tls::material("edge.tls", &e.tls, hosts, &dev_cert_path(config))
+        .map_err(StartError::Tls)?;
+    if material.is_none() {
+        info!("no edge.tls certificate configured: HTTPS and HTTP/3 are off");
+    }
     let secure = match &material {
         Some(m) => {
             let tcp = TcpListener::bind(e.https_listen.get())

@@ -132,25 +132,18 @@ pub async fn bind_with_auth(
     });
 
     // RTMPS: the same ingest over TLS, when a certificate is configured (or self-signed).
-    let material = match (&o.tls.cert_file, &o.tls.key_file) {
-        (Some(cert), Some(key)) => {
-            Some(tls::load("origin.tls", cert, key).map_err(StartError::Tls)?)
-        }
-        _ if o.tls.self_signed => {
-            let hosts = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                config.node.public_host.clone(),
-            ];
-            let (m, pem) = tls::self_signed(hosts).map_err(StartError::Tls)?;
-            let path = config.node.data_dir.join("origin-dev-cert.pem");
-            std::fs::write(&path, pem)
-                .map_err(|e| StartError::Tls(format!("{}: {e}", path.display())))?;
-            warn!(cert = %path.display(), "no origin.tls certificate configured: RTMPS uses a self-signed development certificate");
-            Some(m)
-        }
-        _ => None,
-    };
+    let hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        config.node.public_host.clone(),
+    ];
+    let material = tls::material(
+        "origin.tls",
+        &o.tls,
+        hosts,
+        &config.node.data_dir.join("origin-dev-cert.pem"),
+    )
+    .map_err(StartError::Tls)?;
     let rtmps = match material {
         Some(m) => {
             let cfg = tls::server_config(&m, &[]).map_err(StartError::Tls)?;

@@ -143,23 +143,7 @@ async fn hevc_over_enhanced_rtmp_is_packaged_as_hvc1() {
         config.codec_string()
     );
     assert_eq!(master.variants[0].resolution, Some((320, 180)));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,codec_tag_string,width,height",
-                "-of",
-                "csv=p=0",
-                &master_url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::ffprobe(&master_url, "codec_name,codec_tag_string,width,height").await;
     assert!(text.contains("hevc,hvc1,320,180"), "{text}");
 }
 
@@ -288,22 +272,6 @@ async fn av1_over_enhanced_rtmp_is_packaged_as_av01() {
         "{}",
         config.codec_string()
     );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,codec_tag_string,width,height",
-                "-of",
-                "csv=p=0",
-                &master_url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::ffprobe(&master_url, "codec_name,codec_tag_string,width,height").await;
     assert!(text.contains("av1,av01,320,180"), "{text}");
 }

@@ -56,29 +56,7 @@ async fn ffprobe_reads_h264_720p_and_aac_from_the_master_playlist() {
     );
     assert_eq!(m.variants[0].resolution, Some((1280, 720)));
 
-    let url = master_url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,width,height,sample_rate",
-                "-of",
-                "csv=p=0",
-                &url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::ffprobe(&master_url, "codec_name,width,height,sample_rate").await;
     assert!(text.contains("h264,1280,720"), "{text}");
     assert!(text.contains("aac"), "{text}");
 }

@@ -40,23 +40,7 @@ async fn h264_and_aac_over_srt_become_ll_hls() {
     assert_eq!(master.variants[0].resolution, Some((320, 180)));
 
     let url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name",
-                "-of",
-                "csv=p=0",
-                &url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::ffprobe(&url, "codec_name").await;
     assert!(text.contains("h264") && text.contains("aac"), "{text}");
 
     // Per-stream ingest metrics.
@@ -162,22 +146,6 @@ async fn h265_over_srt_is_packaged_as_hvc1() {
     );
     assert_eq!(master.variants[0].resolution, Some((320, 180)));
     let url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,codec_tag_string,width,height",
-                "-of",
-                "csv=p=0",
-                &url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::ffprobe(&url, "codec_name,codec_tag_string,width,height").await;
     assert!(text.contains("hevc,hvc1,320,180"), "{text}");
 }

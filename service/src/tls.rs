@@ -56,6 +56,27 @@ pub fn self_signed(hosts: Vec<String>) -> Result<(Material, String), String> {
     ))
 }
 
+/// The certificate a listener uses: the PEM files `section` (`edge.tls`, `origin.tls`) names,
+/// else a self-signed development certificate when `self_signed` is on (its PEM written to
+/// `dev_pem` for clients to trust, and said in the log), else none.
+pub fn material(
+    section: &str,
+    cfg: &potok_config::TlsConfig,
+    hosts: Vec<String>,
+    dev_pem: &Path,
+) -> Result<Option<Material>, String> {
+    match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => load(section, cert, key).map(Some),
+        _ if cfg.self_signed => {
+            let (m, pem) = self_signed(hosts)?;
+            std::fs::write(dev_pem, pem).map_err(|e| format!("{}: {e}", dev_pem.display()))?;
+            tracing::warn!(cert = %dev_pem.display(), "no {section} certificate configured: using a self-signed development certificate");
+            Ok(Some(m))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A rustls server configuration offering `alpn`.
 pub fn server_config(m: &Material, alpn: &[&[u8]]) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -127,6 +127,33 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Got {
     }
 }
 
+/// `ffprobe -show_entries stream=ENTRIES -of csv=p=0 URL`: one line per stream.
+pub async fn ffprobe(url: &str, entries: &str) -> String {
+    let (url, entries) = (url.to_owned(), format!("stream={entries}"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                &entries,
+                "-of",
+                "csv=p=0",
+                &url,
+            ])
+            .output()
+            .expect("ffprobe not found: run scripts/setup")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `url` until it answers 200, up to `limit`.
 pub async fn wait_ok(url: &str, limit: Duration) -> Got {
     let deadline = Instant::now() + limit;
