@@ -49,6 +49,7 @@ impl App {
             config.origin.streams.push(StreamKeyConfig {
                 name: "demo".to_owned(),
                 key: key.clone(),
+                srt_passphrase: None,
             });
             Some(key)
         } else {

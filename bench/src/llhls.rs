@@ -381,6 +381,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     config.origin.streams = vec![StreamKeyConfig {
         name: "bench".into(),
         key: Secret::new(KEY),
+        srt_passphrase: None,
     }];
     config
         .validate(&[Role::Origin])

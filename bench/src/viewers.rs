@@ -87,6 +87,7 @@ pub async fn run(viewers: usize, seconds: u64) -> anyhow::Result<ViewersReport> 
     config.origin.streams = vec![StreamKeyConfig {
         name: "bench".into(),
         key: Secret::new("bench-key-0123456789"),
+        srt_passphrase: None,
     }];
     let origin_metrics = Metrics::new();
     let ctx = RoleContext {

@@ -236,8 +236,12 @@ impl Default for OriginConfig {
 pub struct SrtConfig {
     /// Receive latency (the time SRT may spend recovering lost packets).
     pub latency: HumanDuration,
-    /// AES passphrase (10-79 characters) every caller must use; unset: unencrypted.
+    /// AES passphrase (10-79 characters) every caller must use, unless its stream has its
+    /// own (`origin.streams[].srt_passphrase`); unset: unencrypted.
     pub passphrase: Option<Secret>,
+    /// Highest input bitrate accepted from one SRT caller, in kbit/s averaged over 5 s; a
+    /// caller above it is disconnected (protects the origin from runaway or hostile input).
+    pub max_bitrate_kbps: u64,
 }
 
 impl Default for SrtConfig {
@@ -245,6 +249,7 @@ impl Default for SrtConfig {
         SrtConfig {
             latency: HumanDuration::millis(120),
             passphrase: None,
+            max_bitrate_kbps: 60_000,
         }
     }
 }
@@ -296,6 +301,9 @@ pub struct StreamKeyConfig {
     /// The stream key a publisher sends (`rtmp://host/live/{key}`); at least 8 characters,
     /// never shown in logs or URLs.
     pub key: Secret,
+    /// This stream's SRT passphrase, instead of `origin.srt.passphrase`.
+    #[serde(default)]
+    pub srt_passphrase: Option<Secret>,
 }
 
 /// Object-storage copies of finished segments.

@@ -99,6 +99,19 @@ impl Config {
             {
                 v.add("origin.srt.passphrase", "must be 10 to 79 characters");
             }
+            if o.srt.max_bitrate_kbps < 100 {
+                v.add("origin.srt.max_bitrate_kbps", "must be at least 100");
+            }
+            for (i, s) in o.streams.iter().enumerate() {
+                if let Some(p) = &s.srt_passphrase
+                    && !(10..=79).contains(&p.expose().len())
+                {
+                    v.add(
+                        &format!("origin.streams[{i}].srt_passphrase"),
+                        "must be 10 to 79 characters",
+                    );
+                }
+            }
             if o.max_ingest_connections == 0 {
                 v.add("origin.max_ingest_connections", "must be at least 1");
             }

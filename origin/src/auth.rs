@@ -63,6 +63,7 @@ mod tests {
         let keys = StaticKeys::new(&[StreamKeyConfig {
             name: "alice".into(),
             key: Secret::new("k-1234567"),
+            srt_passphrase: None,
         }]);
         assert_eq!(keys.authorize("live", "k-1234567").unwrap(), "alice");
         assert_eq!(keys.authorize("live/", "k-1234567").unwrap(), "alice");

@@ -129,6 +129,12 @@ pub async fn bind_with_auth(
         metrics: metrics.clone(),
         timeout: o.ingest_timeout.get(),
         max_connections: o.max_ingest_connections,
+        srt_passphrases: o
+            .streams
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.srt_passphrase.clone()?)))
+            .collect(),
+        srt_max_bps: o.srt.max_bitrate_kbps.saturating_mul(1000),
     });
 
     // RTMPS: the same ingest over TLS, when a certificate is configured (or self-signed).

@@ -32,6 +32,10 @@ pub(crate) struct Ingest {
     pub(crate) metrics: OriginMetrics,
     pub(crate) timeout: Duration,
     pub(crate) max_connections: usize,
+    /// SRT passphrases of streams that have their own.
+    pub(crate) srt_passphrases: std::collections::HashMap<String, potok_config::Secret>,
+    /// Highest SRT input rate, bits per second over 5 s.
+    pub(crate) srt_max_bps: u64,
 }
 
 pub(crate) async fn serve(

@@ -154,7 +154,7 @@ async fn caller(
             return Err(e.to_string());
         }
     };
-    let key_settings = match &passphrase {
+    let key_settings = match ingest.srt_passphrases.get(&name).or(passphrase.as_ref()) {
         Some(p) => Some(KeySettings {
             key_size: request.key_size(),
             passphrase: Passphrase::try_from(p.expose().to_owned())
@@ -174,6 +174,7 @@ async fn caller(
     let mut held: Vec<TsEvent> = Vec::new();
     let mut started = false;
     let mut link = LinkStats::default();
+    let mut window = RateWindow::new();
     let mut statistics = socket.statistics().clone();
     loop {
         let next = tokio::select! {
@@ -191,6 +192,12 @@ async fn caller(
             Ok(Some(Ok((_, data)))) => data,
         };
         session.count_bytes(data.len());
+        if window.add(data.len(), ingest.srt_max_bps) {
+            return Err(format!(
+                "input above origin.srt.max_bitrate_kbps ({} kbit/s)",
+                ingest.srt_max_bps / 1000
+            ));
+        }
         let cc_before = demux.stats().cc_errors;
         let events = demux.push(&data);
         let lost = demux.stats().cc_errors - cc_before;
@@ -226,6 +233,36 @@ async fn caller(
     }
     debug!(stats = ?demux.stats(), "SRT caller finished");
     Ok(())
+}
+
+/// Input bytes over consecutive 5-second windows.
+struct RateWindow {
+    start: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        RateWindow {
+            start: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds `n` bytes; true when the window that just closed averaged above `max_bps`.
+    fn add(&mut self, n: usize, max_bps: u64) -> bool {
+        self.bytes += n as u64;
+        let elapsed = self.start.elapsed();
+        if elapsed < Self::SPAN {
+            return false;
+        }
+        let bps = self.bytes * 8 * 1000 / (elapsed.as_millis().max(1) as u64);
+        self.start = tokio::time::Instant::now();
+        self.bytes = 0;
+        bps > max_bps
+    }
 }
 
 /// SRT link counters seen so far on one connection, to export their increases.

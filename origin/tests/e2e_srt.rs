@@ -149,3 +149,49 @@ async fn h265_over_srt_is_packaged_as_hvc1() {
     let text = common::ffprobe(&url, "codec_name,codec_tag_string,width,height").await;
     assert!(text.contains("hevc,hvc1,320,180"), "{text}");
 }
+
+#[tokio::test]
+async fn a_stream_can_have_its_own_srt_passphrase() {
+    let own = "this-streams-own-passphrase";
+    let origin =
+        Origin::start(|c| c.origin.streams[0].srt_passphrase = Some(Secret::new(own))).await;
+    // Without it: refused.
+    let mut bare = Publisher::start_as(
+        &srt_url(&origin, &format!("streamid=live/{KEY}")),
+        "160x90",
+        8,
+        "mpegts",
+    );
+    assert!(
+        !bare.wait(Duration::from_secs(30)).await,
+        "a caller without the stream's passphrase was accepted"
+    );
+    // With it: published.
+    let _pusher = Publisher::start_as(
+        &srt_url(&origin, &format!("streamid=live/{KEY}&passphrase={own}")),
+        "320x180",
+        30,
+        "mpegts",
+    );
+    wait_ok(
+        &origin.url(&format!("/live/{STREAM}/source/index.m3u8")),
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_srt_caller_above_the_bitrate_cap_is_cut_off() {
+    let origin = Origin::start(|c| c.origin.srt.max_bitrate_kbps = 100).await;
+    // 640x360 at x264's default quality is far above 100 kbit/s.
+    let mut pusher = Publisher::start_as(
+        &srt_url(&origin, &format!("streamid=live/{KEY}")),
+        "640x360",
+        60,
+        "mpegts",
+    );
+    assert!(
+        !pusher.wait(Duration::from_secs(30)).await,
+        "the caller was not disconnected"
+    );
+}

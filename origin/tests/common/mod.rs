@@ -43,6 +43,7 @@ impl Origin {
         config.origin.streams = vec![StreamKeyConfig {
             name: STREAM.into(),
             key: Secret::new(KEY),
+            srt_passphrase: None,
         }];
         tune(&mut config);
         config.validate(&[Role::Origin]).unwrap();
