@@ -526,14 +526,7 @@ impl PublishSession {
                 composition_time_ms,
                 data,
             } => {
-                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
-                self.frame(AccessUnit {
-                    track: TrackKind::Video,
-                    dts,
-                    pts: dts + ms_to_ticks(i64::from(composition_time_ms)),
-                    keyframe,
-                    data,
-                });
+                self.video_frame(ts_ms, keyframe, composition_time_ms, data);
                 Ok(())
             }
             VideoTag::ExSequenceStart { fourcc, record } => {
@@ -563,19 +556,24 @@ impl PublishSession {
                         String::from_utf8_lossy(&fourcc)
                     )));
                 }
-                let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
-                self.frame(AccessUnit {
-                    track: TrackKind::Video,
-                    dts,
-                    pts: dts + ms_to_ticks(i64::from(composition_time_ms)),
-                    keyframe,
-                    data,
-                });
+                self.video_frame(ts_ms, keyframe, composition_time_ms, data);
                 Ok(())
             }
             VideoTag::AvcEndOfSequence | VideoTag::ExSequenceEnd => Ok(()),
             VideoTag::Unsupported(what) => Err(IngestError::Unsupported(what)),
         }
+    }
+
+    /// A coded video frame from an RTMP message (legacy or Enhanced).
+    fn video_frame(&mut self, ts_ms: u32, keyframe: bool, composition_time_ms: i32, data: Bytes) {
+        let dts = ms_to_ticks(self.unwrap_ts(ts_ms));
+        self.frame(AccessUnit {
+            track: TrackKind::Video,
+            dts,
+            pts: dts + ms_to_ticks(i64::from(composition_time_ms)),
+            keyframe,
+            data,
+        });
     }
 
     /// An RTMP audio message.
