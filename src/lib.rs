@@ -172,6 +172,13 @@ impl App {
                 "RTMP ingest",
                 rtmp.port()
             ));
+            if let Some(srt) = self.listener(Role::Origin, "srt") {
+                out.push_str(&format!(
+                    "  {:<18} srt://{host}:{}?streamid=live/<stream key>  (MPEG-TS)\n",
+                    "SRT ingest",
+                    srt.port()
+                ));
+            }
             if let Some(rtmps) = self.listener(Role::Origin, "rtmps") {
                 out.push_str(&format!(
                     "  {:<18} rtmps://{host}:{}/live  + stream key\n",
