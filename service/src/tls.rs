@@ -24,7 +24,7 @@ pub fn load(field: &str, cert_file: &Path, key_file: &Path) -> Result<Material, 
         .map_err(|e| format!("{field}.cert_file {}: {e}", cert_file.display()))?;
     if certs.is_empty() {
         return Err(format!(
-            "edge.tls.cert_file {}: no certificate in it",
+            "{field}.cert_file {}: no certificate in it",
             cert_file.display()
         ));
     }
@@ -33,7 +33,7 @@ pub fn load(field: &str, cert_file: &Path, key_file: &Path) -> Result<Material, 
         .map_err(|e| format!("{field}.key_file {}: {e}", key_file.display()))?
         .ok_or_else(|| {
             format!(
-                "edge.tls.key_file {}: no private key in it",
+                "{field}.key_file {}: no private key in it",
                 key_file.display()
             )
         })?;
@@ -88,4 +88,58 @@ pub fn server_config(m: &Material, alpn: &[&[u8]]) -> Result<ServerConfig, Strin
         .map_err(|e| format!("TLS certificate: {e}"))?;
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_files_load_and_garbage_is_refused_with_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        let m = load("edge.tls", &cert, &key).unwrap();
+        server_config(&m, &[b"h2"]).unwrap();
+
+        // A missing key file, and a key file without a key, name the section they belong to.
+        let err = load("origin.tls", &cert, &dir.path().join("missing.pem"))
+            .err()
+            .unwrap();
+        assert!(err.contains("missing.pem"), "{err}");
+        let err = load("origin.tls", &cert, &cert).err().unwrap();
+        assert!(err.starts_with("origin.tls.key_file"), "{err}");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let err = load("origin.tls", &cert, &key).err().unwrap();
+        assert!(err.starts_with("origin.tls.cert_file"), "{err}");
+    }
+
+    #[test]
+    fn self_signed_material_is_written_for_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("dev.pem");
+        let cfg = potok_config::TlsConfig {
+            cert_file: None,
+            key_file: None,
+            self_signed: true,
+        };
+        assert!(
+            material("edge.tls", &cfg, vec!["localhost".into()], &pem)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            std::fs::read_to_string(&pem)
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        let off = potok_config::TlsConfig {
+            self_signed: false,
+            ..cfg
+        };
+        assert!(material("edge.tls", &off, vec![], &pem).unwrap().is_none());
+    }
 }
