@@ -13,13 +13,12 @@ mod rtmp_client;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{KEY, Origin, STREAM, get, wait_ok};
+use common::{KEY, Origin, STREAM};
 use potok_media::flv::TagKind;
 use potok_media::hevc::{self, HevcConfig};
-use potok_media::hls::playlist::MasterPlaylist;
 
-/// Four seconds of 320x180 HEVC as an Annex-B stream with access unit delimiters.
-fn hevc_stream() -> Vec<u8> {
+/// Four seconds of a 320x180 test pattern encoded with `video` arguments into `format`.
+fn encode(video: &[&str], format: &str) -> Vec<u8> {
     let out = std::process::Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -32,15 +31,8 @@ fn hevc_stream() -> Vec<u8> {
             "-t",
             "4",
         ])
-        .args([
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=none:aud=1:keyint=60:min-keyint=60:bframes=0",
-        ])
-        .args(["-f", "hevc", "pipe:1"])
+        .args(video)
+        .args(["-f", format, "pipe:1"])
         .output()
         .expect("ffmpeg not found: run scripts/setup");
     assert!(
@@ -49,6 +41,21 @@ fn hevc_stream() -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// HEVC as an Annex-B stream with access unit delimiters.
+fn hevc_stream() -> Vec<u8> {
+    encode(
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=none:aud=1:keyint=60:min-keyint=60:bframes=0",
+        ],
+        "hevc",
+    )
 }
 
 fn nal_units(data: &[u8]) -> Vec<&[u8]> {
@@ -129,10 +136,8 @@ async fn hevc_over_enhanced_rtmp_is_packaged_as_hvc1() {
             .unwrap();
     }
 
-    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
-    wait_ok(&pl, Duration::from_secs(20)).await;
+    let master = origin.live_master(Duration::from_secs(20)).await;
     let master_url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
-    let master = MasterPlaylist::parse(&get(&master_url).await.text()).unwrap();
     assert_eq!(
         master.variants[0].codecs.as_deref(),
         Some(config.codec_string().as_str())
@@ -147,21 +152,10 @@ async fn hevc_over_enhanced_rtmp_is_packaged_as_hvc1() {
     assert!(text.contains("hevc,hvc1,320,180"), "{text}");
 }
 
-/// Four seconds of 320x180 AV1 (SVT-AV1) as low-overhead OBUs.
+/// AV1 (SVT-AV1) as low-overhead OBUs.
 fn av1_stream() -> Vec<u8> {
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=30",
-            "-t",
-            "4",
-        ])
-        .args([
+    encode(
+        &[
             "-c:v",
             "libsvtav1",
             "-preset",
@@ -170,18 +164,9 @@ fn av1_stream() -> Vec<u8> {
             "60",
             "-pix_fmt",
             "yuv420p",
-            "-f",
-            "obu",
-            "pipe:1",
-        ])
-        .output()
-        .expect("ffmpeg not found: run scripts/setup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        ],
+        "obu",
+    )
 }
 
 /// (type, whole OBU bytes) of a low-overhead OBU stream.
@@ -259,10 +244,8 @@ async fn av1_over_enhanced_rtmp_is_packaged_as_av01() {
         target.tag(TagKind::Video, ts, body.freeze()).await.unwrap();
     }
 
-    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
-    wait_ok(&pl, Duration::from_secs(20)).await;
+    let master = origin.live_master(Duration::from_secs(20)).await;
     let master_url = origin.url(&format!("/live/{STREAM}/master.m3u8"));
-    let master = MasterPlaylist::parse(&get(&master_url).await.text()).unwrap();
     assert_eq!(
         master.variants[0].codecs.as_deref(),
         Some(config.codec_string().as_str())

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{KEY, Origin, Publisher, STREAM, get, wait_ok};
 use potok_config::Secret;
-use potok_media::hls::playlist::MasterPlaylist;
 
 fn srt_url(origin: &Origin, query: &str) -> String {
     format!("srt://{}?mode=caller&latency=120000&{query}", origin.srt)
@@ -24,14 +23,7 @@ async fn h264_and_aac_over_srt_become_ll_hls() {
         30,
         "mpegts",
     );
-    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
-    wait_ok(&pl, Duration::from_secs(20)).await;
-    let master = MasterPlaylist::parse(
-        &get(&origin.url(&format!("/live/{STREAM}/master.m3u8")))
-            .await
-            .text(),
-    )
-    .unwrap();
+    let master = origin.live_master(Duration::from_secs(20)).await;
     let codecs = master.variants[0].codecs.clone().unwrap();
     assert!(
         codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"),
@@ -131,14 +123,7 @@ async fn h265_over_srt_is_packaged_as_hvc1() {
         "mpegts",
         &video,
     );
-    let pl = origin.url(&format!("/live/{STREAM}/source/index.m3u8"));
-    wait_ok(&pl, Duration::from_secs(30)).await;
-    let master = MasterPlaylist::parse(
-        &get(&origin.url(&format!("/live/{STREAM}/master.m3u8")))
-            .await
-            .text(),
-    )
-    .unwrap();
+    let master = origin.live_master(Duration::from_secs(30)).await;
     let codecs = master.variants[0].codecs.clone().unwrap();
     assert!(
         codecs.starts_with("hvc1.1.6.L") && codecs.ends_with(",mp4a.40.2"),

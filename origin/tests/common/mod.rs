@@ -77,6 +77,21 @@ impl Origin {
         format!("rtmp://{}/live/{key}", self.rtmp)
     }
 
+    /// Waits up to `limit` until the test stream has a complete segment, then returns its
+    /// multivariant playlist.
+    pub async fn live_master(&self, limit: Duration) -> potok_media::hls::playlist::MasterPlaylist {
+        wait_ok(
+            &self.url(&format!("/live/{STREAM}/source/index.m3u8")),
+            limit,
+        )
+        .await;
+        let text = get(&self.url(&format!("/live/{STREAM}/master.m3u8")))
+            .await
+            .text();
+        potok_media::hls::playlist::MasterPlaylist::parse(&text)
+            .unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    }
+
     pub fn archive(&self) -> PathBuf {
         self.data.path().join("archive")
     }
