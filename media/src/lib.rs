@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aac;
+pub mod annexb;
 pub mod av1;
 pub mod avc;
 mod bits;

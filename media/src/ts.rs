@@ -7,6 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::aac::AacConfig;
+use crate::annexb::{avc_record, nal_units};
 use crate::avc::AvcConfig;
 use crate::error::{MediaError, Result};
 use crate::frame::{AccessUnit, CodecConfig, TrackKind};
@@ -441,51 +442,6 @@ fn parse_pes(pes: &[u8]) -> Result<(Option<u64>, Option<u64>, Bytes)> {
     Ok((pts, dts, Bytes::copy_from_slice(&pes[start..])))
 }
 
-/// NAL units of an Annex-B byte stream, without start codes.
-fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let mut units = Vec::with_capacity(starts.len());
-    for (k, &s) in starts.iter().enumerate() {
-        let mut end = starts.get(k + 1).map_or(data.len(), |n| n - 3);
-        // A 4-byte start code leaves a zero before the next 3-byte one.
-        while end > s && data[end - 1] == 0 && starts.get(k + 1).is_some() {
-            end -= 1;
-        }
-        if end > s {
-            units.push(&data[s..end]);
-        }
-    }
-    units.into_iter()
-}
-
-/// An AVCDecoderConfigurationRecord for one SPS and one PPS.
-fn avc_record(sps: &[u8], pps: &[u8]) -> Bytes {
-    let mut r = BytesMut::with_capacity(11 + sps.len() + pps.len());
-    r.put_slice(&[
-        1,
-        *sps.get(1).unwrap_or(&0),
-        *sps.get(2).unwrap_or(&0),
-        *sps.get(3).unwrap_or(&0),
-        0xff,
-        0xe1,
-    ]);
-    r.put_u16(sps.len() as u16);
-    r.put_slice(sps);
-    r.put_u8(1);
-    r.put_u16(pps.len() as u16);
-    r.put_slice(pps);
-    r.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,18 +458,6 @@ mod tests {
             "a late frame from before the wrap"
         );
         assert_eq!(u.unwrap(6000), (1i64 << 33) + 6000);
-    }
-
-    #[test]
-    fn annex_b_splits_on_three_and_four_byte_start_codes() {
-        let data = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
-        ];
-        let units: Vec<&[u8]> = nal_units(&data).collect();
-        assert_eq!(
-            units,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
-        );
     }
 
     #[test]
