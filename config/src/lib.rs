@@ -210,6 +210,8 @@ pub struct OriginConfig {
     pub streams: Vec<StreamKeyConfig>,
     /// Copies of finished segments in object storage (VOD after the stream ends).
     pub archive: ArchiveConfig,
+    /// The ABR ladder: lower renditions transcoded in-process next to the source.
+    pub transcode: TranscodeConfig,
 }
 
 impl Default for OriginConfig {
@@ -226,6 +228,7 @@ impl Default for OriginConfig {
             hls: HlsConfig::default(),
             streams: Vec::new(),
             archive: ArchiveConfig::default(),
+            transcode: TranscodeConfig::default(),
         }
     }
 }
@@ -304,6 +307,92 @@ pub struct StreamKeyConfig {
     /// This stream's SRT passphrase, instead of `origin.srt.passphrase`.
     #[serde(default)]
     pub srt_passphrase: Option<Secret>,
+    /// Whether this stream gets the ABR ladder; unset: `origin.transcode.enabled`.
+    #[serde(default)]
+    pub transcode: Option<bool>,
+}
+
+/// Encoder names `origin.transcode.encoder` accepts besides `auto` (the transcoder's
+/// catalogue of encoders it can package; a test keeps the two equal).
+pub const ENCODERS: &[&str] = &[
+    "h264_nvenc",
+    "h264_qsv",
+    "h264_vaapi",
+    "libx264",
+    "hevc_nvenc",
+    "hevc_qsv",
+    "hevc_vaapi",
+    "libx265",
+];
+
+/// The ABR ladder at the origin: the source is passed through untouched as the `source`
+/// rendition and each rung below its resolution is decoded once, scaled and encoded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// Whether streams get a ladder (per stream: `origin.streams[].transcode`).
+    pub enabled: bool,
+    /// `auto` (hardware H.264 encoders when one opens — NVENC, QSV, VAAPI — else libx264)
+    /// or an encoder name; `potok encoders` lists what this machine can use.
+    pub encoder: String,
+    /// Software encoder preset (x264/x265: `ultrafast` ... `veryslow`).
+    pub preset: String,
+    /// x264/x265 tune; `zerolatency` keeps the encoder from holding frames back. Empty: none.
+    pub tune: String,
+    /// Encoder threads per rung (0: the encoder decides).
+    pub threads: u32,
+    /// When the ladder's output falls this far behind its input, the most expensive rung is
+    /// shed (the source rendition never waits for the ladder).
+    pub max_lag: HumanDuration,
+    /// The rungs; those not below the source's height are skipped (no upscaling).
+    pub rungs: Vec<RungConfig>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        let rung = |name: &str, height, kbps, profile: &str| RungConfig {
+            name: name.into(),
+            height,
+            max_fps: 0.0,
+            bitrate_kbps: kbps,
+            max_bitrate_kbps: kbps * 11 / 10,
+            profile: profile.into(),
+        };
+        TranscodeConfig {
+            enabled: true,
+            encoder: "auto".into(),
+            preset: "veryfast".into(),
+            tune: "zerolatency".into(),
+            threads: 0,
+            max_lag: HumanDuration::secs(2),
+            rungs: vec![
+                rung("720p", 720, 3000, "high"),
+                rung("480p", 480, 1400, "main"),
+                rung("360p", 360, 800, "main"),
+            ],
+        }
+    }
+}
+
+/// One rung of the ladder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RungConfig {
+    /// Rendition name in URLs (`/live/{stream}/{name}/index.m3u8`): letters, digits, `-`,
+    /// `_`; not `source`.
+    pub name: String,
+    /// Picture height in pixels; the width follows the source's aspect ratio.
+    pub height: u32,
+    /// Highest frame rate; 0: the source's.
+    #[serde(default)]
+    pub max_fps: f64,
+    /// Average bitrate in kbit/s.
+    pub bitrate_kbps: u32,
+    /// Peak bitrate in kbit/s (the encoder's VBV maximum).
+    pub max_bitrate_kbps: u32,
+    /// H.264 profile: `baseline`, `main` or `high` (empty: the encoder's default).
+    #[serde(default)]
+    pub profile: String,
 }
 
 /// Object-storage copies of finished segments.

@@ -121,6 +121,57 @@ impl Config {
                 Duration::from_secs(1),
                 Duration::from_secs(600),
             );
+            let t = &o.transcode;
+            if t.encoder != "auto" && !crate::ENCODERS.contains(&t.encoder.as_str()) {
+                v.add(
+                    "origin.transcode.encoder",
+                    format!("must be \"auto\" or one of {}", crate::ENCODERS.join(", ")),
+                );
+            }
+            if t.preset.is_empty() {
+                v.add("origin.transcode.preset", "must not be empty");
+            }
+            if t.threads > 64 {
+                v.add("origin.transcode.threads", "must be at most 64");
+            }
+            v.duration(
+                "origin.transcode.max_lag",
+                t.max_lag.get(),
+                Duration::from_millis(500),
+                Duration::from_secs(60),
+            );
+            let mut rung_names = std::collections::HashSet::new();
+            for (i, r) in t.rungs.iter().enumerate() {
+                let f = |field: &str| format!("origin.transcode.rungs[{i}].{field}");
+                if r.name.is_empty()
+                    || r.name.len() > 32
+                    || !r
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    v.add(&f("name"), "must be 1-32 letters, digits, '-' or '_'");
+                } else if r.name == "source" {
+                    v.add(&f("name"), "\"source\" is the untouched input's rendition");
+                } else if !rung_names.insert(r.name.as_str()) {
+                    v.add(&f("name"), "is used by another rung");
+                }
+                if !(16..=4320).contains(&r.height) {
+                    v.add(&f("height"), "must be 16 to 4320");
+                }
+                if !(r.max_fps == 0.0 || (1.0..=240.0).contains(&r.max_fps)) {
+                    v.add(&f("max_fps"), "must be 0 (the source's) or 1 to 240");
+                }
+                if !(50..=100_000).contains(&r.bitrate_kbps) {
+                    v.add(&f("bitrate_kbps"), "must be 50 to 100000");
+                }
+                if r.max_bitrate_kbps < r.bitrate_kbps {
+                    v.add(&f("max_bitrate_kbps"), "must be at least bitrate_kbps");
+                }
+                if !["", "baseline", "main", "high"].contains(&r.profile.as_str()) {
+                    v.add(&f("profile"), "must be baseline, main or high");
+                }
+            }
             let h = &o.hls;
             v.duration(
                 "origin.hls.part_target",

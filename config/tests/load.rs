@@ -470,3 +470,58 @@ fn stream_keys_can_come_from_the_environment_and_are_redacted() {
     assert!(!shown.contains("alice-secret-key-1"), "{shown}");
     assert!(shown.contains("name = \"alice\""), "{shown}");
 }
+
+#[test]
+fn ladder_rules_name_their_rung() {
+    let text = r#"
+        [origin.transcode]
+        encoder = "x264"
+        preset = ""
+        max_lag = "10ms"
+        [[origin.transcode.rungs]]
+        name = "source"
+        height = 8
+        bitrate_kbps = 10
+        max_bitrate_kbps = 5
+        [[origin.transcode.rungs]]
+        name = "low"
+        height = 360
+        max_fps = 500.0
+        bitrate_kbps = 800
+        max_bitrate_kbps = 900
+        profile = "extreme"
+        [[origin.transcode.rungs]]
+        name = "low"
+        height = 240
+        bitrate_kbps = 400
+        max_bitrate_kbps = 400
+    "#;
+    let errs = refused(all(text));
+    let paths: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "origin.transcode.encoder",
+            "origin.transcode.preset",
+            "origin.transcode.max_lag",
+            "origin.transcode.rungs[0].name",
+            "origin.transcode.rungs[0].height",
+            "origin.transcode.rungs[0].bitrate_kbps",
+            "origin.transcode.rungs[0].max_bitrate_kbps",
+            "origin.transcode.rungs[1].max_fps",
+            "origin.transcode.rungs[1].profile",
+            "origin.transcode.rungs[2].name",
+        ],
+        "{errs:#?}"
+    );
+    // The default ladder is 720p, 480p and 360p.
+    let c = all("").unwrap();
+    let rungs: Vec<(&str, u32)> = c
+        .origin
+        .transcode
+        .rungs
+        .iter()
+        .map(|r| (r.name.as_str(), r.height))
+        .collect();
+    assert_eq!(rungs, [("720p", 720), ("480p", 480), ("360p", 360)]);
+}

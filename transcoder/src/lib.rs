@@ -2,6 +2,17 @@
 //! FFmpeg's libraries (libavcodec, libswscale) with hardware encoders when present.
 //!
 //! Access units from the origin's ingest enter on a bounded queue; encoded access units for
-//! each rung leave on another, with keyframes forced at the source's keyframe timestamps so
-//! every rung segments identically. This is the only crate of the workspace allowed `unsafe`
-//! (the FFI), each block with a `// SAFETY:` comment. It is empty until the transcoder lands.
+//! each rung leave through a [`LadderSink`], with keyframes forced at the source's keyframe
+//! timestamps so every rung segments identically (see [`ladder`]). This is the only crate
+//! of the workspace allowed `unsafe` (the FFI, all in `ffi.rs`), each block with a
+//! `// SAFETY:` comment.
+
+pub mod encoders;
+mod ffi;
+pub mod ladder;
+mod metrics;
+
+pub use encoders::{Choice, ChoiceError, EncoderSettings, Probe};
+pub use ffi::{AvError, HwKind, VideoCodec};
+pub use ladder::{Ladder, LadderError, LadderSettings, LadderSink, PlannedRung, RungSpec};
+pub use metrics::TranscodeMetrics;
