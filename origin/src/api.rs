@@ -124,7 +124,7 @@ async fn master(State(api): State<Api>, Path(name): Path<String>) -> Response {
                 average_bandwidth: average,
                 codecs: Some(r.codecs.clone()),
                 resolution: r.resolution,
-                frame_rate: st.metadata.frame_rate,
+                frame_rate: r.frame_rate.or(st.metadata.frame_rate),
                 uri: format!("{}/index.m3u8", r.name),
             }
         })

@@ -64,6 +64,7 @@ mod tests {
             name: "alice".into(),
             key: Secret::new("k-1234567"),
             srt_passphrase: None,
+            transcode: None,
         }]);
         assert_eq!(keys.authorize("live", "k-1234567").unwrap(), "alice");
         assert_eq!(keys.authorize("live/", "k-1234567").unwrap(), "alice");

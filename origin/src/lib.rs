@@ -15,6 +15,7 @@ mod api;
 mod archive;
 pub mod auth;
 mod body;
+mod ladder;
 mod metrics;
 mod rtmp;
 mod srt;
@@ -45,6 +46,9 @@ pub enum StartError {
     /// The RTMPS certificate or key is unusable.
     #[error("{0}")]
     Tls(String),
+    /// The transcoder's encoder cannot be used.
+    #[error("{0}")]
+    Transcode(String),
     /// The archive's object store could not be opened.
     #[error("origin.archive.path: cannot use {}: {reason}", path.display())]
     Archive {
@@ -87,7 +91,25 @@ pub async fn bind_with_auth(
         grace: o.hls.reconnect_grace.get(),
         retention: o.hls.ended_retention.get(),
         max_held: o.hls.max_held_requests,
+        transcode: None,
     };
+    let mut settings = settings;
+    let per_stream: std::collections::HashMap<String, bool> = o
+        .streams
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.transcode?)))
+        .collect();
+    if o.transcode.enabled || per_stream.values().any(|on| *on) {
+        settings.transcode = Some(Arc::new(
+            ladder::TranscodeSetup::new(
+                &o.transcode,
+                per_stream,
+                packager.segment_target,
+                ctx.metrics.registry(),
+            )
+            .map_err(StartError::Transcode)?,
+        ));
+    }
     let metrics = metrics::OriginMetrics::new(&ctx.metrics);
 
     let archive = if o.archive.enabled {

@@ -38,6 +38,8 @@ pub(crate) struct StreamSettings {
     pub(crate) grace: Duration,
     pub(crate) retention: Duration,
     pub(crate) max_held: usize,
+    /// The ABR ladder, when any stream may be transcoded.
+    pub(crate) transcode: Option<Arc<crate::ladder::TranscodeSetup>>,
 }
 
 impl StreamSettings {
@@ -86,6 +88,31 @@ pub(crate) struct Rendition {
     pub(crate) live: LiveRendition,
     pub(crate) codecs: String,
     pub(crate) resolution: Option<(u32, u32)>,
+    /// Frame rate of a ladder rung (the source's comes from the publisher's metadata).
+    pub(crate) frame_rate: Option<f64>,
+    vod: Vec<VodEntry>,
+    vod_next_discontinuity: bool,
+    current_init: String,
+}
+
+impl Rendition {
+    pub(crate) fn new(name: &str, live: LiveRendition) -> Self {
+        Rendition {
+            name: name.to_owned(),
+            live,
+            codecs: String::new(),
+            resolution: None,
+            frame_rate: None,
+            vod: Vec::new(),
+            vod_next_discontinuity: false,
+            current_init: String::new(),
+        }
+    }
+
+    fn mark_discontinuity(&mut self) {
+        self.live.mark_discontinuity();
+        self.vod_next_discontinuity = true;
+    }
 }
 
 struct VodEntry {
@@ -103,14 +130,35 @@ pub(crate) struct StreamState {
     continuation: Continuation,
     /// Wall-clock milliseconds at timeline tick 0, for EXT-X-PROGRAM-DATE-TIME.
     epoch_ms: Option<i64>,
-    vod: Vec<VodEntry>,
-    vod_next_discontinuity: bool,
-    current_init: String,
 }
 
 impl StreamState {
     pub(crate) fn rendition(&self, name: &str) -> Option<&Rendition> {
         self.renditions.iter().find(|r| r.name == name)
+    }
+
+    /// Whether `session` is (still) the one feeding this stream: a ladder flushing after
+    /// its publisher left may still write; one from before a reconnect may not.
+    pub(crate) fn fed_by(&self, session: u64) -> bool {
+        matches!(self.publisher, Publisher::Live(s) | Publisher::Grace(s) if s == session)
+    }
+
+    /// Where the next packager (after the current one finishes) continues.
+    pub(crate) fn continuation(&self) -> Continuation {
+        self.continuation
+    }
+
+    /// Adds rendition `name` (a ladder rung) if it is missing.
+    pub(crate) fn ensure_rendition(&mut self, name: &str, live: impl FnOnce() -> LiveRendition) {
+        if self.rendition(name).is_none() {
+            self.renditions.push(Rendition::new(name, live()));
+        }
+    }
+
+    /// Removes every rung not in `keep` (the source rendition always stays).
+    pub(crate) fn retain_rungs(&mut self, keep: &[&str]) {
+        self.renditions
+            .retain(|r| r.name == SOURCE || keep.contains(&r.name.as_str()));
     }
 }
 
@@ -176,6 +224,11 @@ impl Streams {
         &self.settings
     }
 
+    /// Wakes the requests waiting on `stream` after a change made outside this module.
+    pub(crate) fn changed(&self, stream: &Stream) {
+        stream.notify();
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Stream>>> {
         self.map
             .lock()
@@ -197,12 +250,7 @@ impl Streams {
         Arc::new(Stream {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
-                renditions: vec![Rendition {
-                    name: SOURCE.to_owned(),
-                    live,
-                    codecs: String::new(),
-                    resolution: None,
-                }],
+                renditions: vec![Rendition::new(SOURCE, live)],
                 metadata: StreamMetadata::default(),
                 publisher: Publisher::Live(session),
                 broadcast: first_msn.to_string(),
@@ -212,9 +260,6 @@ impl Streams {
                     time: 0,
                 },
                 epoch_ms: None,
-                vod: Vec::new(),
-                vod_next_discontinuity: false,
-                current_init: String::new(),
             }),
             changed,
             held: Arc::new(Semaphore::new(self.settings.max_held)),
@@ -240,9 +285,8 @@ impl Streams {
                     Publisher::Grace(_) => {
                         st.publisher = Publisher::Live(session);
                         for r in &mut st.renditions {
-                            r.live.mark_discontinuity();
+                            r.mark_discontinuity();
                         }
-                        st.vod_next_discontinuity = true;
                         // Dates restart from the wall clock at the first new part.
                         st.epoch_ms = None;
                         drop(st);
@@ -284,6 +328,7 @@ impl Streams {
             video: None,
             audio: None,
             packager: None,
+            ladder: None,
             audio_frames_without_video: 0,
             last_ts: None,
             ts_high: 0,
@@ -299,14 +344,14 @@ impl Streams {
 
     /// Applies packager output to `stream`: parts and segments into the live window, finished
     /// segments to the archive.
-    fn apply(&self, stream: &Stream, rendition: usize, events: Vec<PackagerEvent>) {
+    pub(crate) fn apply(&self, stream: &Stream, rendition: &str, events: Vec<PackagerEvent>) {
         if events.is_empty() {
             return;
         }
         {
             let mut st = stream.lock();
             let st = &mut *st;
-            let Some(r) = st.renditions.get_mut(rendition) else {
+            let Some(r) = st.renditions.iter_mut().find(|r| r.name == rendition) else {
                 return;
             };
             for event in events {
@@ -330,11 +375,11 @@ impl Streams {
                                 parts,
                             );
                         }
-                        st.vod.push(VodEntry {
+                        r.vod.push(VodEntry {
                             msn,
                             duration,
-                            discontinuity: std::mem::take(&mut st.vod_next_discontinuity),
-                            init: st.current_init.clone(),
+                            discontinuity: std::mem::take(&mut r.vod_next_discontinuity),
+                            init: r.current_init.clone(),
                         });
                     }
                 }
@@ -344,30 +389,30 @@ impl Streams {
     }
 
     /// Installs an init segment on a rendition (and archives it when it is new).
-    fn set_init(
+    pub(crate) fn set_init(
         &self,
         stream: &Stream,
-        rendition: usize,
+        rendition: &str,
         init: Bytes,
         codecs: String,
         resolution: Option<(u32, u32)>,
     ) {
         let mut st = stream.lock();
         let st = &mut *st;
-        let Some(r) = st.renditions.get_mut(rendition) else {
+        let Some(r) = st.renditions.iter_mut().find(|r| r.name == rendition) else {
             return;
         };
         let uri = r.live.set_init(init.clone());
         r.codecs = codecs;
         r.resolution = resolution;
-        if uri != st.current_init {
+        if uri != r.current_init {
             if let Some(archive) = &self.archive {
                 archive.put(
                     format!("{}/{}/{}/{uri}", stream.name, st.broadcast, r.name),
                     vec![init],
                 );
             }
-            st.current_init = uri;
+            r.current_init = uri;
         }
     }
 
@@ -407,7 +452,7 @@ impl Streams {
                     archive.put(
                         key,
                         vec![Bytes::from(vod_playlist(
-                            &st,
+                            r,
                             self.settings.packager.target_duration(),
                         ))],
                     );
@@ -428,7 +473,7 @@ impl Streams {
     }
 }
 
-fn vod_playlist(st: &StreamState, target_duration: u32) -> String {
+fn vod_playlist(st: &Rendition, target_duration: u32) -> String {
     let mut prev_init = "";
     let segments = st
         .vod
@@ -466,6 +511,7 @@ pub(crate) struct PublishSession {
     video: Option<CodecConfig>,
     audio: Option<AacConfig>,
     packager: Option<Packager>,
+    ladder: Option<potok_transcoder::Ladder>,
     audio_frames_without_video: u32,
     last_ts: Option<u32>,
     ts_high: i64,
@@ -660,8 +706,11 @@ impl PublishSession {
 
     fn push(&mut self, au: AccessUnit) {
         if let Some(p) = self.packager.as_mut() {
+            if let Some(ladder) = self.ladder.as_mut() {
+                ladder.push(au.clone());
+            }
             let events = p.push(au);
-            self.streams.apply(&self.stream, 0, events);
+            self.streams.apply(&self.stream, SOURCE, events);
         }
     }
 
@@ -681,17 +730,60 @@ impl PublishSession {
             .collect::<Vec<_>>()
             .join(",");
         let resolution = self.video.as_ref().and_then(CodecConfig::resolution);
-        self.streams
-            .set_init(&self.stream, 0, packager.init_segment(), codecs, resolution);
+        self.streams.set_init(
+            &self.stream,
+            SOURCE,
+            packager.init_segment(),
+            codecs,
+            resolution,
+        );
         info!(stream = %self.stream.name, tracks = tracks.len(), "packaging started");
         self.packager = Some(packager);
+        self.start_ladder();
+    }
+
+    /// Starts the ABR ladder for this stream, when it has video and transcoding is on.
+    fn start_ladder(&mut self) {
+        let setup = self.streams.settings.transcode.clone();
+        let ladder = match (setup, &self.video) {
+            (Some(setup), Some(video)) if setup.enabled_for(&self.stream.name) => {
+                let fps = self.stream.lock().metadata.frame_rate;
+                setup.start(
+                    &self.streams,
+                    &self.stream,
+                    self.session,
+                    video,
+                    fps,
+                    self.audio.clone(),
+                )
+            }
+            _ => None,
+        };
+        let keep: Vec<&str> = ladder.as_ref().map_or_else(Vec::new, |l| {
+            l.rungs().iter().map(|r| r.spec.name.as_str()).collect()
+        });
+        {
+            // Rungs listed in ladder order (tallest first), whatever order their first
+            // output arrives in.
+            let mut st = self.stream.lock();
+            st.retain_rungs(&keep);
+            let live = self.streams.settings.live;
+            let first_msn = st.continuation().msn;
+            for name in &keep {
+                st.ensure_rendition(name, || LiveRendition::new(live, first_msn));
+            }
+        }
+        self.ladder = ladder;
     }
 
     /// Flushes the packager and records where the next one continues.
     fn finish_packager(&mut self) {
+        if let Some(ladder) = self.ladder.take() {
+            ladder.finish();
+        }
         if let Some(mut p) = self.packager.take() {
             let events = p.finish();
-            self.streams.apply(&self.stream, 0, events);
+            self.streams.apply(&self.stream, SOURCE, events);
             self.stream.lock().continuation = p.continuation();
         }
     }
@@ -701,9 +793,8 @@ impl PublishSession {
         {
             let mut st = self.stream.lock();
             for r in &mut st.renditions {
-                r.live.mark_discontinuity();
+                r.mark_discontinuity();
             }
-            st.vod_next_discontinuity = true;
         }
         info!(stream = %self.stream.name, "codec configuration changed mid-stream");
     }

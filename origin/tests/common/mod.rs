@@ -44,7 +44,10 @@ impl Origin {
             name: STREAM.into(),
             key: Secret::new(KEY),
             srt_passphrase: None,
+            transcode: None,
         }];
+        // Most tests are about the source rendition; the ladder tests turn it on.
+        config.origin.transcode.enabled = false;
         tune(&mut config);
         config.validate(&[Role::Origin]).unwrap();
         let ctx = RoleContext {

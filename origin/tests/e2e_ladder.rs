@@ -1,0 +1,383 @@
+//! The ABR ladder end to end: ffmpeg pushes 1280x720 over RTMP, the origin serves the source
+//! plus transcoded rungs, ffprobe and a box walker check each rung.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{KEY, Origin, Publisher, STREAM, ffprobe, get, wait_ok};
+use potok_config::RungConfig;
+use potok_media::hls::playlist::{MasterPlaylist, MediaPlaylist};
+
+/// x264 with its default B-frames (the rungs have none), a keyframe every 2 s.
+const SOURCE_X264: [&str; 10] = [
+    "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-b:v", "3000k", "-pix_fmt", "yuv420p",
+];
+
+async fn master(origin: &Origin) -> MasterPlaylist {
+    let text = get(&origin.url(&format!("/live/{STREAM}/master.m3u8")))
+        .await
+        .text();
+    MasterPlaylist::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+}
+
+async fn media(origin: &Origin, rendition: &str) -> MediaPlaylist {
+    let got = get(&origin.url(&format!("/live/{STREAM}/{rendition}/index.m3u8"))).await;
+    assert_eq!(got.status, 200, "{rendition}: {}", got.text());
+    MediaPlaylist::parse(&got.text()).unwrap_or_else(|e| panic!("{e}:\n{}", got.text()))
+}
+
+/// Waits until the master lists `n` variants, each with `segments` complete segments.
+async fn wait_for_ladder(
+    origin: &Origin,
+    n: usize,
+    segments: usize,
+    limit: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    wait_ok(&origin.url(&format!("/live/{STREAM}/master.m3u8")), limit).await;
+    loop {
+        let m = master(origin).await;
+        let names: Vec<String> = m
+            .variants
+            .iter()
+            .map(|v| v.uri.trim_end_matches("/index.m3u8").to_owned())
+            .collect();
+        if names.len() >= n {
+            let mut ready = true;
+            for name in &names {
+                let p = media(origin, name).await;
+                if p.segments.iter().filter(|s| s.uri.is_some()).count() < segments {
+                    ready = false;
+                }
+            }
+            if ready {
+                return names;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ladder not ready after {limit:?}: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Top-level and nested ISO-BMFF boxes: (type, payload).
+fn boxes(mut data: &[u8]) -> Vec<([u8; 4], &[u8])> {
+    let mut out = Vec::new();
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        let kind: [u8; 4] = data[4..8].try_into().unwrap();
+        assert!(size >= 8 && size <= data.len(), "bad box size");
+        out.push((kind, &data[8..size]));
+        data = &data[size..];
+    }
+    out
+}
+
+/// The video track's (track 1) first `tfdt` in a segment.
+fn first_video_tfdt(segment: &[u8]) -> u64 {
+    for (kind, moof) in boxes(segment) {
+        if &kind != b"moof" {
+            continue;
+        }
+        for (kind, traf) in boxes(moof) {
+            if &kind != b"traf" {
+                continue;
+            }
+            let inner = boxes(traf);
+            let track = inner
+                .iter()
+                .find(|(k, _)| k == b"tfhd")
+                .map(|(_, p)| u32::from_be_bytes(p[4..8].try_into().unwrap()))
+                .unwrap();
+            if track != 1 {
+                continue;
+            }
+            let (_, tfdt) = inner.iter().find(|(k, _)| k == b"tfdt").unwrap();
+            return if tfdt[0] == 1 {
+                u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+            } else {
+                u64::from(u32::from_be_bytes(tfdt[4..8].try_into().unwrap()))
+            };
+        }
+    }
+    panic!("no video traf in the segment");
+}
+
+/// Whether the first video frame of init+segment is a keyframe (ffprobe decides).
+async fn starts_with_keyframe(dir: &std::path::Path, init: &[u8], segment: &[u8]) -> bool {
+    let path = dir.join("probe.mp4");
+    let mut both = init.to_vec();
+    both.extend_from_slice(segment);
+    std::fs::write(&path, both).unwrap();
+    let out = ffprobe_frames(&path).await;
+    out.lines()
+        .next()
+        .is_some_and(|l| l.trim_end_matches(',').trim() == "1")
+}
+
+async fn ffprobe_frames(path: &std::path::Path) -> String {
+    let path = path.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-read_intervals",
+                "%+#1",
+                "-show_entries",
+                "frame=key_frame",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // measured bitrates go to the test log
+async fn rungs_are_keyframe_aligned_and_hit_their_bitrates() {
+    let origin = Origin::start(|c| c.origin.transcode.enabled = true).await;
+    let _pusher =
+        Publisher::start_encoded(&origin.rtmp_url(KEY), "1280x720", 60, "flv", &SOURCE_X264);
+    // 720p is the source itself: no 720p rung (no re-encode at the same height).
+    let names = wait_for_ladder(&origin, 3, 6, Duration::from_secs(45)).await;
+    assert_eq!(names, ["source", "480p", "360p"], "variants in the master");
+
+    // The multivariant playlist describes each rung from its own output.
+    let m = master(&origin).await;
+    for v in &m.variants {
+        assert!(v.bandwidth > 0 && v.average_bandwidth.is_some(), "{v:?}");
+        assert!(v.codecs.as_deref().unwrap().starts_with("avc1."), "{v:?}");
+        assert!(v.codecs.as_deref().unwrap().contains("mp4a.40.2"), "{v:?}");
+        assert_eq!(v.frame_rate.map(f64::round), Some(30.0), "{v:?}");
+    }
+    let res: Vec<_> = m.variants.iter().map(|v| v.resolution).collect();
+    assert_eq!(res, [Some((1280, 720)), Some((854, 480)), Some((640, 360))]);
+
+    // ffprobe reads every rung as H.264 at its size.
+    for (name, size) in [("480p", "854,480"), ("360p", "640,360")] {
+        let out = ffprobe(
+            &origin.url(&format!("/live/{STREAM}/{name}/index.m3u8")),
+            "codec_name,width,height",
+        )
+        .await;
+        assert!(out.contains(&format!("h264,{size}")), "{name}: {out}");
+        assert!(out.contains("aac"), "{name}: {out}");
+    }
+
+    // Every playlist reports the others, with the same targets.
+    let playlists: BTreeMap<&str, MediaPlaylist> = {
+        let mut p = BTreeMap::new();
+        for n in ["source", "480p", "360p"] {
+            p.insert(n, media(&origin, n).await);
+        }
+        p
+    };
+    let source = &playlists["source"];
+    for (name, p) in &playlists {
+        assert_eq!(p.target_duration, source.target_duration, "{name}");
+        assert_eq!(p.part_target, source.part_target, "{name}");
+        assert_eq!(p.server_control, source.server_control, "{name}");
+        assert_eq!(
+            p.rendition_reports.len(),
+            2,
+            "{name}: {:?}",
+            p.rendition_reports
+        );
+    }
+
+    // Segment N starts at the same decode time in every rendition, with a keyframe.
+    let dir = tempfile::tempdir().unwrap();
+    let msns = |p: &MediaPlaylist| -> Vec<u64> {
+        let first = p.media_sequence;
+        p.segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.uri.is_some())
+            .map(|(i, _)| first + i as u64)
+            .collect()
+    };
+    let mut common: Vec<u64> = msns(source);
+    for p in playlists.values() {
+        let have = msns(p);
+        common.retain(|m| have.contains(m));
+    }
+    assert!(common.len() >= 4, "segments in every rendition: {common:?}");
+    let mut checked = 0;
+    for msn in &common {
+        let mut tfdts = BTreeMap::new();
+        for name in playlists.keys() {
+            let base = format!("/live/{STREAM}/{name}");
+            let seg = get(&origin.url(&format!("{base}/{msn}.m4s"))).await;
+            assert_eq!(seg.status, 200, "{name} {msn}");
+            let init = get(&origin.url(&format!("{base}/init.mp4"))).await;
+            tfdts.insert(*name, first_video_tfdt(&seg.body));
+            assert!(
+                starts_with_keyframe(dir.path(), &init.body, &seg.body).await,
+                "{name} segment {msn} does not start with a keyframe"
+            );
+        }
+        let first = tfdts["source"];
+        assert!(
+            tfdts.values().all(|t| *t == first),
+            "segment {msn}: tfdt differs between renditions: {tfdts:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4);
+
+    // Average bitrate of each rung within ±30 % of its target (video: total less the
+    // 64 kbit/s of audio), over the complete segments listed.
+    for (name, target_kbps) in [("480p", 1400.0), ("360p", 800.0)] {
+        let p = &playlists[name];
+        let mut bytes = 0usize;
+        let mut secs = 0.0;
+        for (i, s) in p.segments.iter().enumerate() {
+            if s.uri.is_none() {
+                continue;
+            }
+            let msn = p.media_sequence + i as u64;
+            bytes += get(&origin.url(&format!("/live/{STREAM}/{name}/{msn}.m4s")))
+                .await
+                .body
+                .len();
+            secs += s.duration;
+        }
+        let kbps = bytes as f64 * 8.0 / secs / 1000.0 - 64.0;
+        println!("{name}: {kbps:.0} kbit/s over {secs:.1} s (target {target_kbps})");
+        assert!(
+            (kbps - target_kbps).abs() <= target_kbps * 0.3,
+            "{name}: {kbps:.0} kbit/s, target {target_kbps}"
+        );
+    }
+
+    // Metrics: per rung fps and the encoder in use; the ladder keeps up.
+    let metrics = origin.metrics.encode();
+    assert!(
+        metrics.contains("potok_transcode_encoder_info{encoder=\"libx264\",requested=\"auto\"} 1"),
+        "{metrics}"
+    );
+    for rung in ["480p", "360p"] {
+        assert!(
+            metrics.contains(&format!(
+                "potok_transcode_rung_active{{encoder=\"libx264\",rung=\"{rung}\",stream=\"{STREAM}\"}} 1"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "potok_transcode_fps{{rung=\"{rung}\",stream=\"{STREAM}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("potok_transcode_realtime_factor{"),
+        "{metrics}"
+    );
+}
+
+fn rung(name: &str, height: u32) -> RungConfig {
+    RungConfig {
+        name: name.into(),
+        height,
+        max_fps: 0.0,
+        bitrate_kbps: 4000,
+        max_bitrate_kbps: 4400,
+        profile: "high".into(),
+    }
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_ladder_sheds_rungs_and_the_source_keeps_flowing() {
+    let origin = Origin::start(|c| {
+        let t = &mut c.origin.transcode;
+        t.enabled = true;
+        t.preset = "slower".into();
+        t.tune = String::new();
+        t.max_lag = "1s".parse().unwrap();
+        t.rungs = (0..6)
+            .map(|i| rung(&format!("r{i}"), 704 - 16 * i))
+            .collect();
+    })
+    .await;
+    let _pusher = Publisher::start(&origin.rtmp_url(KEY), "1280x720", 60);
+    wait_ok(
+        &origin.url(&format!("/live/{STREAM}/source/index.m3u8")),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // The monitor sheds rungs, and says so in the metrics.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let shed = loop {
+        let shed = metric(&origin.metrics.encode(), "potok_transcode_shed_total{");
+        if shed >= 2.0 {
+            break shed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rung shed after 40 s:\n{}",
+            origin.metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let text = origin.metrics.encode();
+    let active = metric(&text, "potok_transcode_rung_active{");
+    assert!(active <= 6.0 - shed, "{text}");
+
+    // The shed rungs are gone from the master playlist and from every rendition report;
+    // the most expensive (tallest) went first.
+    let m = master(&origin).await;
+    let listed: Vec<&str> = m.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert!(!listed.contains(&"r0/index.m3u8"), "{listed:?}");
+    assert!(listed.contains(&"source/index.m3u8"), "{listed:?}");
+    assert_eq!(
+        get(&origin.url(&format!("/live/{STREAM}/r0/index.m3u8")))
+            .await
+            .status,
+        404
+    );
+
+    // The source rendition keeps producing segments at real-time pace.
+    let before = media(&origin, "source").await;
+    let last = |p: &MediaPlaylist| p.media_sequence + p.segments.len() as u64;
+    let start = last(&before);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = media(&origin, "source").await;
+        if last(&now) >= start + 2 {
+            assert!(
+                !now.rendition_reports.iter().any(|r| r.uri.contains("/r0/")),
+                "{:?}",
+                now.rendition_reports
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the source stalled while the ladder was overloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
