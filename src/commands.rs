@@ -58,6 +58,49 @@ pub fn config_check(file: &Path, roles: &[Role]) -> ExitCode {
     }
 }
 
+/// `potok encoders`: which video encoders this machine can use for the ABR ladder, each
+/// opened for real (its hardware device first), and what `origin.transcode.encoder = "auto"`
+/// would choose. The preset and tune come from the configuration.
+#[allow(clippy::print_stdout)] // the list is this command's output
+pub fn encoders(config: Option<PathBuf>) -> ExitCode {
+    let config = match load(config_path(config).as_deref(), &[Role::Origin]) {
+        Ok(c) => c,
+        Err(e) => {
+            report_config_error(None, &e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let t = &config.origin.transcode;
+    let settings = potok_transcoder::EncoderSettings {
+        preset: t.preset.clone(),
+        tune: t.tune.clone(),
+        threads: t.threads,
+    };
+    for probe in potok_transcoder::encoders::probe_all(&settings) {
+        println!("{probe}");
+    }
+    match potok_transcoder::encoders::choose("auto", &settings) {
+        Ok(choice) => println!("auto -> {}", choice.encoder.name),
+        Err(e) => println!("auto -> none: {e}"),
+    }
+    match potok_transcoder::encoders::choose(&t.encoder, &settings) {
+        Ok(choice) => {
+            println!(
+                "configured (origin.transcode.encoder = {:?}) -> {}",
+                t.encoder, choice.encoder.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!(
+                "configured (origin.transcode.encoder = {:?}) -> {e}",
+                t.encoder
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `potok all|origin|edge|control-plane`: runs `roles` until SIGINT/SIGTERM, drains within
 /// `shutdown.drain_timeout`, exits 0; a second signal exits at once.
 pub fn run_roles(config: Option<PathBuf>, roles: &[Role]) -> ExitCode {

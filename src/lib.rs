@@ -50,6 +50,7 @@ impl App {
                 name: "demo".to_owned(),
                 key: key.clone(),
                 srt_passphrase: None,
+                transcode: None,
             });
             Some(key)
         } else {

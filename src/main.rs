@@ -31,6 +31,9 @@ enum Command {
     Edge,
     /// Run the control-plane role: REST API, scheduling, accounts.
     ControlPlane,
+    /// List the video encoders this machine can use for the ABR ladder, and why the
+    /// others are unavailable (each is opened for real, hardware device first).
+    Encoders,
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Origin => commands::run_roles(cli.config, RoleArg::Origin.roles()),
         Command::Edge => commands::run_roles(cli.config, RoleArg::Edge.roles()),
         Command::ControlPlane => commands::run_roles(cli.config, RoleArg::ControlPlane.roles()),
+        Command::Encoders => commands::encoders(cli.config),
         Command::Config {
             action: ConfigAction::Check { file, role },
         } => commands::config_check(&file, role.roles()),

@@ -105,6 +105,33 @@ fn config_check_on_a_broken_file_exits_64_naming_the_field() {
 }
 
 #[test]
+fn encoders_lists_each_encoder_and_why_it_cannot_be_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(potok(dir.path()).arg("encoders"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("libx264      H.264  available"), "{out}");
+    for hw in ["h264_nvenc", "h264_qsv", "h264_vaapi"] {
+        let line = out.lines().find(|l| l.starts_with(hw)).unwrap();
+        // Either this machine has the hardware, or the line says why not.
+        assert!(
+            line.ends_with("available") || line.contains("unavailable: "),
+            "{line}"
+        );
+    }
+    assert!(out.contains("auto -> "), "{out}");
+
+    // An unknown configured encoder is refused with the list of names.
+    let (code, _, err) = run(potok(dir.path())
+        .arg("encoders")
+        .env("POTOK_ORIGIN__TRANSCODE__ENCODER", "x265-fast"));
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("origin.transcode.encoder: must be \"auto\" or one of"),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_check_refusals_all_exit_64() {
     let dir = tempfile::tempdir().unwrap();
     let syntax = dir.path().join("syntax.toml");

@@ -6,6 +6,7 @@
 //!   holding it can be downloaded, and how far behind live hls.js plays.
 //! - [`edge`]: `bench edge-static` — the edge's cache-hit throughput against nginx sendfile.
 //! - [`h3load`]: `bench edge-h3` — the same cache hits over HTTP/3 and HTTP/1.1.
+//! - [`ladder`]: `bench ladder` — the in-process ABR ladder against the ffmpeg CLI.
 //! - [`viewers`]: `bench viewers` — thousands of simulated LL-HLS viewers on one edge.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
@@ -14,6 +15,7 @@
 
 pub mod edge;
 pub mod h3load;
+pub mod ladder;
 pub mod llhls;
 pub mod rtmp;
 pub mod stats;

@@ -378,10 +378,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     config.origin.http_listen = loopback;
     config.origin.rtmp_listen = loopback;
     config.origin.srt_listen = loopback;
+    // Measures the source rendition's path; `bench ladder` measures the transcoder.
+    config.origin.transcode.enabled = false;
     config.origin.streams = vec![StreamKeyConfig {
         name: "bench".into(),
         key: Secret::new(KEY),
         srt_passphrase: None,
+        transcode: None,
     }];
     config
         .validate(&[Role::Origin])

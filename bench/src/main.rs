@@ -54,6 +54,16 @@ enum Bench {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// The ABR ladder (720p/480p/360p, libx264) vs the ffmpeg CLI doing the same in one
+    /// process, over a 1080p30 testsrc2 source; runs alternate.
+    Ladder {
+        /// Seconds of source.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Runs of each side; the summary gives medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
     EdgeStatic {
         /// Seconds per wrk run.
@@ -82,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             no_player,
         } => (seconds, runs, no_reference, no_player),
         Bench::EdgeStatic { seconds, rounds } => return edge_static(&rt, seconds, rounds),
+        Bench::Ladder { seconds, runs } => return ladder_bench(seconds, runs),
         Bench::Viewers { viewers, seconds } => return viewers_bench(&rt, viewers, seconds),
         Bench::EdgeH3 {
             seconds,
@@ -239,4 +250,36 @@ fn edge_h3(rt: &tokio::runtime::Runtime, seconds: u64, connections: usize) -> an
         }
         Ok(())
     })
+}
+
+fn ladder_bench(seconds: u32, runs: usize) -> anyhow::Result<()> {
+    use potok_bench::ladder;
+    println!(
+        "ladder: {seconds} s of 1920x1080 30 fps testsrc2 (x264, keyframe every 2 s) -> {} with libx264 preset {} tune {}, no B-frames; {runs} alternating run(s) each",
+        ladder::RUNGS
+            .iter()
+            .map(|(n, _, k, _)| format!("{n} {k}k"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ladder::PRESET,
+        ladder::TUNE,
+    );
+    println!(
+        "  reference: the ffmpeg CLI, one process, -filter_complex split=3 + scale (bicubic), same x264 options, null output"
+    );
+    let report = ladder::run(seconds, runs, |who, i, r| {
+        println!(
+            "run {i} {who:<6}: {:.1} source frames/s ({:.0} kbit/s encoded over all rungs)",
+            r.fps, r.kbps
+        );
+    })?;
+    let potok = median(&report.potok.iter().map(|r| r.fps).collect::<Vec<_>>());
+    let ffmpeg = median(&report.ffmpeg.iter().map(|r| r.fps).collect::<Vec<_>>());
+    if let (Some(p), Some(f)) = (potok, ffmpeg) {
+        println!(
+            "median: Potok {p:.1} fps, ffmpeg CLI {f:.1} fps -> ratio {:.2}x (target >= 1.0x); real time needs 30 fps",
+            p / f
+        );
+    }
+    Ok(())
 }

@@ -84,10 +84,13 @@ pub async fn run(viewers: usize, seconds: u64) -> anyhow::Result<ViewersReport> 
     config.origin.srt_listen = loopback;
     config.edge.http_listen = loopback;
     config.http.max_connections = 100_000;
+    // Measures the source rendition's path; `bench ladder` measures the transcoder.
+    config.origin.transcode.enabled = false;
     config.origin.streams = vec![StreamKeyConfig {
         name: "bench".into(),
         key: Secret::new("bench-key-0123456789"),
         srt_passphrase: None,
+        transcode: None,
     }];
     let origin_metrics = Metrics::new();
     let ctx = RoleContext {
