@@ -381,3 +381,56 @@ async fn an_impossible_ladder_sheds_rungs_and_the_source_keeps_flowing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hevc_source_is_decoded_and_its_rungs_are_h264() {
+    let origin = Origin::start(|c| {
+        c.origin.transcode.enabled = true;
+        c.origin.transcode.rungs = vec![RungConfig {
+            bitrate_kbps: 300,
+            max_bitrate_kbps: 330,
+            profile: "main".into(),
+            ..rung("180p", 180)
+        }];
+    })
+    .await;
+    let video = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=none:keyint=60:min-keyint=60",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    let url = format!(
+        "srt://{}?mode=caller&latency=120000&streamid=live/{KEY}",
+        origin.srt
+    );
+    let _pusher = Publisher::start_encoded(&url, "640x360", 40, "mpegts", &video);
+    let names = wait_for_ladder(&origin, 2, 2, Duration::from_secs(45)).await;
+    assert_eq!(names, ["source", "180p"]);
+    let m = master(&origin).await;
+    assert!(
+        m.variants[0]
+            .codecs
+            .as_deref()
+            .unwrap()
+            .starts_with("hvc1.")
+    );
+    assert!(
+        m.variants[1]
+            .codecs
+            .as_deref()
+            .unwrap()
+            .starts_with("avc1.4d")
+    );
+    assert_eq!(m.variants[1].resolution, Some((320, 180)));
+    let out = ffprobe(
+        &origin.url(&format!("/live/{STREAM}/180p/index.m3u8")),
+        "codec_name,profile,width,height",
+    )
+    .await;
+    assert!(out.contains("h264,Main,320,180"), "{out}");
+}
