@@ -15,6 +15,7 @@ mod load;
 mod secret;
 mod units;
 mod validate;
+pub mod wire;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -210,6 +211,9 @@ pub struct OriginConfig {
     pub streams: Vec<StreamKeyConfig>,
     /// Copies of finished segments in object storage (VOD after the stream ends).
     pub archive: ArchiveConfig,
+    /// Most streams published at once on this origin (0: no limit); beyond it publishes are
+    /// refused and the scheduler stops sending streamers here.
+    pub max_streams: u32,
     /// The ABR ladder: lower renditions transcoded in-process next to the source.
     pub transcode: TranscodeConfig,
 }
@@ -228,6 +232,7 @@ impl Default for OriginConfig {
             hls: HlsConfig::default(),
             streams: Vec::new(),
             archive: ArchiveConfig::default(),
+            max_streams: 0,
             transcode: TranscodeConfig::default(),
         }
     }
@@ -537,6 +542,14 @@ pub struct ControlPlaneConfig {
     pub listen: ListenAddr,
     /// The database.
     pub database: DatabaseConfig,
+    /// How often origins and edges heartbeat (told to them when they register).
+    pub heartbeat_interval: HumanDuration,
+    /// A node silent for this long is dead: its streams go to `error` and the scheduler
+    /// stops picking it.
+    pub node_timeout: HumanDuration,
+    /// Failed logins and refused stream keys allowed per client address per minute; beyond
+    /// it every attempt from that address is refused (429) until the minute has passed.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for ControlPlaneConfig {
@@ -544,6 +557,9 @@ impl Default for ControlPlaneConfig {
         ControlPlaneConfig {
             listen: any_ipv4(8090),
             database: DatabaseConfig::default(),
+            heartbeat_interval: HumanDuration::secs(2),
+            node_timeout: HumanDuration::secs(6),
+            auth_failures_per_minute: 10,
         }
     }
 }
@@ -576,7 +592,9 @@ pub struct ClusterConfig {
     /// (at least 16 characters). Never printed.
     pub secret: Option<Secret>,
     /// Base URL of the control plane (`http://control:8090`) for origins and edges that run
-    /// apart from it. Unset in `potok all`, where the control plane is in the same process.
+    /// apart from it. When set, origins register, heartbeat and ask it to authorize every
+    /// publish (instead of `origin.streams`), and edges ask it which origin holds a stream
+    /// (instead of `edge.upstream.origins`). Unset in `potok all`.
     pub control_plane_url: Option<String>,
 }
 

@@ -291,8 +291,11 @@ impl Config {
                 _ => {}
             }
             let up = &self.edge.upstream;
-            if up.origins.is_empty() && !runs(Role::Origin) {
-                v.add("edge.upstream.origins", "at least one origin URL is required when the edge runs without an origin in the same process");
+            if up.origins.is_empty()
+                && !runs(Role::Origin)
+                && self.cluster.control_plane_url.is_none()
+            {
+                v.add("edge.upstream.origins", "at least one origin URL is required when the edge runs without an origin in the same process or a cluster.control_plane_url to ask");
             }
             for (i, url) in up.origins.iter().enumerate() {
                 if let Err(why) = check_http_url(url) {
@@ -340,6 +343,25 @@ impl Config {
                     ),
                 }
             }
+            let cp = &self.control_plane;
+            v.duration(
+                "control_plane.heartbeat_interval",
+                cp.heartbeat_interval.get(),
+                Duration::from_millis(200),
+                Duration::from_secs(60),
+            );
+            if cp.node_timeout.get() < cp.heartbeat_interval.get() * 2 {
+                v.add(
+                    "control_plane.node_timeout",
+                    "must be at least twice control_plane.heartbeat_interval",
+                );
+            }
+            if cp.auth_failures_per_minute == 0 {
+                v.add(
+                    "control_plane.auth_failures_per_minute",
+                    "must be at least 1",
+                );
+            }
             if self.control_plane.database.max_connections == 0 {
                 v.add(
                     "control_plane.database.max_connections",
@@ -357,6 +379,15 @@ impl Config {
             && let Err(why) = check_http_url(url)
         {
             v.add("cluster.control_plane_url", why);
+        }
+        if self.cluster.control_plane_url.is_some()
+            && self.cluster.secret.is_none()
+            && (runs(Role::Origin) || runs(Role::Edge))
+        {
+            v.add(
+                "cluster.secret",
+                "is needed to talk to cluster.control_plane_url",
+            );
         }
 
         // Two listeners of this process on one port would fail at bind time with a less

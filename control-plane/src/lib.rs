@@ -1,32 +1,192 @@
 //! The control-plane role: the cluster's brain and the streamer economy.
 //!
-//! Data enters as REST calls from streamers, viewers and operators, and as registrations,
-//! heartbeats and publish authorizations from origins and edges (all over HTTP); it leaves
-//! as JSON answers and as rows in the database (SQLite embedded, PostgreSQL clustered).
-//! Today the role serves its HTTP port with the operational endpoints; `/readyz` checks
-//! that the node's data directory, where the embedded database lives, is writable.
+//! Data enters as REST calls from streamers, viewers and operators ([`api`], `/api/v1`), and
+//! as registrations, heartbeats, publish authorizations and stream resolutions from origins
+//! and edges ([`cluster`], `/api/v1/cluster`, cluster secret); it leaves as JSON answers and
+//! as rows in the database ([`db`]: SQLite embedded, PostgreSQL clustered, one repository
+//! over both). [`scheduler`] picks origins for streamers and sweeps dead nodes. The OpenAPI
+//! document is served at `/api/v1/openapi.json`; `/readyz` checks the database.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod cluster;
+pub mod db;
+pub mod error;
+mod limits;
+mod metrics;
+pub mod model;
+mod scheduler;
+mod secrets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Router;
-use potok_config::{Config, Role};
+use axum::routing::{delete, get, post};
+use potok_config::{Config, Role, Secret};
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
 use potok_service::{HttpLimits, ReadinessCheck, RoleContext, RoleServer};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-/// Binds the control plane's HTTP API on `control_plane.listen`.
-pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, BindError> {
-    let checks = vec![ReadinessCheck::writable_dir(
-        "storage",
-        config.node.data_dir.clone(),
-    )];
-    let router = role_router(Role::ControlPlane, Router::new(), checks, ctx);
-    RoleServer::bind(
+use crate::db::Db;
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The database could not be opened or migrated.
+    #[error("control_plane.database.url: {0}")]
+    Database(String),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) db: Db,
+    pub(crate) cluster_secret: Option<Secret>,
+    pub(crate) heartbeat: Duration,
+    pub(crate) node_timeout: Duration,
+    pub(crate) limiter: Arc<limits::Limiter>,
+    pub(crate) metrics: metrics::CpMetrics,
+}
+
+/// The database URL: the configured one, or SQLite at `potok.db` in the data directory.
+pub fn database_url(config: &Config) -> String {
+    match &config.control_plane.database.url {
+        Some(url) => url.expose().to_owned(),
+        None => format!(
+            "sqlite://{}",
+            config.node.data_dir.join("potok.db").display()
+        ),
+    }
+}
+
+/// Opens the database, applies migrations and binds the API on `control_plane.listen`.
+pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
+    let cp = &config.control_plane;
+    let db = Db::open(&database_url(config), cp.database.max_connections)
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    let app = App {
+        db: db.clone(),
+        cluster_secret: config.cluster.secret.clone(),
+        heartbeat: cp.heartbeat_interval.get(),
+        node_timeout: cp.node_timeout.get(),
+        limiter: Arc::new(limits::Limiter::new(cp.auth_failures_per_minute)),
+        metrics: metrics::CpMetrics::new(&ctx.metrics),
+    };
+    let checks = vec![ReadinessCheck::new("database", move || {
+        let db = db.clone();
+        async move { db.ping().await.map_err(|e| e.to_string()) }
+    })];
+    let router = role_router(Role::ControlPlane, routes(app.clone()), checks, ctx);
+    let server = RoleServer::bind(
         Role::ControlPlane,
         "control_plane.listen",
-        config.control_plane.listen,
+        cp.listen,
         router,
         HttpLimits::from(&config.http),
     )
-    .await
+    .await?;
+    Ok(server.with_task("node-sweeper", None, move |shutdown| {
+        scheduler::sweep(app, shutdown)
+    }))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Potok control plane", description = "Accounts, stream keys, streams, scheduling and the cluster's node registry. Errors are `{\"code\": StreamingErrorCode, \"message\": ...}`."),
+    paths(
+        api::create_user, api::login, api::me, api::create_token, api::list_tokens, api::revoke_token,
+        api::create_key, api::list_keys, api::rotate_key, api::revoke_key,
+        api::create_stream, api::list_streams, api::active_streams, api::get_stream, api::update_stream,
+        api::stop_stream, api::ingest, api::list_nodes,
+        cluster::register, cluster::heartbeat, cluster::publish, cluster::resolve, cluster::origins,
+    ),
+    components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError)),
+    modifiers(&Security),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, what) in [
+            (
+                "token",
+                "An API token (POST /api/v1/sessions or /api/v1/tokens)",
+            ),
+            ("cluster", "The cluster secret (origins and edges)"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(what))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi())
+}
+
+fn routes(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/users", post(api::create_user))
+        .route("/api/v1/sessions", post(api::login))
+        .route("/api/v1/me", get(api::me))
+        .route(
+            "/api/v1/tokens",
+            get(api::list_tokens).post(api::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(api::revoke_token))
+        .route(
+            "/api/v1/stream-keys",
+            get(api::list_keys).post(api::create_key),
+        )
+        .route("/api/v1/stream-keys/{id}", delete(api::revoke_key))
+        .route("/api/v1/stream-keys/{id}/rotate", post(api::rotate_key))
+        .route(
+            "/api/v1/streams",
+            get(api::list_streams).post(api::create_stream),
+        )
+        .route("/api/v1/streams/active", get(api::active_streams))
+        .route(
+            "/api/v1/streams/{id}",
+            get(api::get_stream).patch(api::update_stream),
+        )
+        .route("/api/v1/streams/{id}/stop", post(api::stop_stream))
+        .route("/api/v1/ingest", get(api::ingest))
+        .route("/api/v1/nodes", get(api::list_nodes))
+        .route("/api/v1/cluster/nodes", post(cluster::register))
+        .route(
+            "/api/v1/cluster/nodes/{id}/heartbeat",
+            post(cluster::heartbeat),
+        )
+        .route("/api/v1/cluster/publish", post(cluster::publish))
+        .route(
+            "/api/v1/cluster/streams/{name}/origin",
+            get(cluster::resolve),
+        )
+        .route("/api/v1/cluster/origins", get(cluster::origins))
+        .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
+        .with_state(app)
 }

@@ -260,7 +260,12 @@ async fn serve(
         limits.max_connections,
         &shutdown,
         |stream, peer, permit| {
-            let service = TowerToHyperService::new(router.clone());
+            // Handlers may ask for the client's address (`ConnectInfo<SocketAddr>`).
+            let service = TowerToHyperService::new(
+                router
+                    .clone()
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            );
             let builder = Arc::clone(&builder);
             let watcher = graceful.watcher();
             let tls = tls.clone();

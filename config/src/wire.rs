@@ -1,0 +1,135 @@
+//! The messages roles exchange with the control plane, defined once with no server code:
+//! node registration and heartbeats, publish authorization, stream → origin resolution.
+//! JSON over HTTP under `/api/v1/cluster/`, authenticated with `Authorization: Bearer`
+//! and the cluster secret.
+
+use serde::{Deserialize, Serialize};
+
+/// Path prefix of the cluster endpoints.
+pub const CLUSTER_PREFIX: &str = "/api/v1/cluster";
+
+/// Which kind of node registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// Takes publishers, serves edges.
+    Origin,
+    /// Serves viewers.
+    Edge,
+}
+
+impl NodeRole {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Origin => "origin",
+            NodeRole::Edge => "edge",
+        }
+    }
+}
+
+/// `POST /api/v1/cluster/nodes`: a node announces itself (again after every restart).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    /// Its role.
+    pub role: NodeRole,
+    /// `node.name`, unique per role: a restarted node gets its old id back.
+    pub name: String,
+    /// Where edges pull from (origins) or viewers connect (edges): `http://host:port`.
+    pub http_url: String,
+    /// Publisher URLs (origins): `rtmp://host:port/live`.
+    #[serde(default)]
+    pub rtmp_url: Option<String>,
+    /// `rtmps://host:port/live`, when RTMPS is on.
+    #[serde(default)]
+    pub rtmps_url: Option<String>,
+    /// `srt://host:port`.
+    #[serde(default)]
+    pub srt_url: Option<String>,
+    /// Most live streams the node takes (0: no limit).
+    #[serde(default)]
+    pub max_streams: u32,
+}
+
+/// The answer to [`Register`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The node's id, for heartbeats.
+    pub node_id: String,
+    /// How often to heartbeat, in milliseconds.
+    pub heartbeat_ms: u64,
+}
+
+/// A stream live on an origin, as reported in a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveStream {
+    /// Public name.
+    pub name: String,
+    /// `true` while its publisher is connected; `false` in the reconnect grace period.
+    pub publishing: bool,
+}
+
+/// `POST /api/v1/cluster/nodes/{id}/heartbeat`: the node is alive, with its load.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// CPU used by the process since the last heartbeat, in cores (1.5 = one and a half).
+    pub cpu: f64,
+    /// Streams the origin holds (publishing or in grace).
+    #[serde(default)]
+    pub streams: Vec<LiveStream>,
+    /// The slowest ladder's real-time factor (1 = keeping up), when any transcodes.
+    #[serde(default)]
+    pub transcode_rtf: Option<f64>,
+    /// Bytes per second sent since the last heartbeat.
+    #[serde(default)]
+    pub egress_bps: u64,
+}
+
+/// `POST /api/v1/cluster/publish`: may this key publish on this origin?
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    /// The asking origin.
+    pub node_id: String,
+    /// The stream key as the publisher sent it (never logged).
+    pub key: String,
+    /// `rtmp`, `rtmps` or `srt`.
+    pub protocol: String,
+    /// The publisher's address (rate limiting).
+    #[serde(default)]
+    pub client_addr: Option<String>,
+}
+
+/// The answer to an accepted [`PublishRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublishGrant {
+    /// The stream's id in the control plane.
+    pub stream_id: String,
+    /// The public name playback URLs use.
+    pub name: String,
+    /// Whether the stream gets the ABR ladder (`None`: the origin's default).
+    #[serde(default)]
+    pub transcode: Option<bool>,
+    /// The stream was live elsewhere moments ago (its origin failed): viewers continue after
+    /// a discontinuity.
+    #[serde(default)]
+    pub continues: bool,
+    /// Restream targets (none yet).
+    #[serde(default)]
+    pub restream: Vec<String>,
+}
+
+/// `GET /api/v1/cluster/streams/{name}/origin`: where an edge pulls a stream from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Base URLs of the origins holding it, best first.
+    pub origins: Vec<String>,
+}
+
+/// A JSON error body, as every control-plane error is sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A `StreamingErrorCode` (`STREAM_KEY_INVALID`, `RATE_LIMITED`, ...).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
