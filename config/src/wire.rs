@@ -133,3 +133,11 @@ pub struct ErrorBody {
     /// For people.
     pub message: String,
 }
+
+/// The answer to a [`Heartbeat`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Streams whose publisher the origin should disconnect (stopped through the API).
+    #[serde(default)]
+    pub stop: Vec<String>,
+}

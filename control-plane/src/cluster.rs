@@ -4,16 +4,16 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-use utoipa::ToSchema;
 
 use crate::App;
 use crate::api::{Body, bearer, default_meta, rate_limited};
 use crate::error::{ApiError, StreamingErrorCode};
 use crate::model::{StreamStatus, now_ms};
 use crate::secrets::{constant_time_eq, hash_secret};
-use potok_config::wire::{Heartbeat, PublishGrant, PublishRequest, Register, Registered, Resolved};
+use potok_config::wire::{
+    Heartbeat, HeartbeatReply, PublishGrant, PublishRequest, Register, Registered, Resolved,
+};
 
 /// A node presenting the cluster secret.
 pub(crate) struct ClusterNode;
@@ -63,18 +63,11 @@ pub(crate) async fn register(
     }))
 }
 
-/// What the control plane asks of an origin in answer to its heartbeat.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub(crate) struct HeartbeatReply {
-    /// Streams whose publisher the origin should disconnect (stopped through the API).
-    pub(crate) stop: Vec<String>,
-}
-
 /// A heartbeat with the node's load and its streams; 404 means register again.
 #[utoipa::path(post, path = "/api/v1/cluster/nodes/{id}/heartbeat", tag = "cluster", security(("cluster" = [])),
     params(("id" = String, Path, description = "Node id")),
     request_body(content = serde_json::Value, description = "`wire::Heartbeat`"),
-    responses((status = 200, body = HeartbeatReply), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+    responses((status = 200, description = "`wire::HeartbeatReply`: streams to stop"), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn heartbeat(
     State(app): State<App>,
     _: ClusterNode,

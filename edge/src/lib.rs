@@ -35,6 +35,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tracing::{info, warn};
 
 use crate::upstream::{StaticOrigins, Upstream};
+use potok_service::cluster::ControlPlane;
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +112,22 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok()
     });
 
-    let resolver = Arc::new(StaticOrigins(e.upstream.origins.clone()));
+    // A fixed origin list wins; otherwise the control plane says where each stream is.
+    let control_plane = match (&config.cluster.control_plane_url, &config.cluster.secret) {
+        (Some(url), Some(secret)) => Some(ControlPlane::new(
+            url,
+            secret.clone(),
+            e.upstream.read_timeout.get(),
+        )),
+        _ => None,
+    };
+    let resolver: Arc<dyn upstream::Resolver> = match &control_plane {
+        Some(cp) if e.upstream.origins.is_empty() => {
+            info!(control_plane = %cp.base(), "origins come from the control plane");
+            Arc::new(upstream::ControlPlaneOrigins::new(cp.clone()))
+        }
+        _ => Arc::new(StaticOrigins(e.upstream.origins.clone())),
+    };
     let upstream = Upstream::new(&e.upstream, resolver);
     let fallback = e.archive_path.as_ref().and_then(|path| match LocalFileSystem::new_with_prefix(path) {
         Ok(store) => Some(fallback::Fallback::new(Arc::new(store))),
@@ -158,5 +174,58 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
                 h3::serve(endpoint, router, max, shutdown)
             });
     }
-    Ok(server)
+    let Some(cp) = control_plane else {
+        return Ok(server);
+    };
+    let register = potok_config::wire::Register {
+        role: potok_config::wire::NodeRole::Edge,
+        name: config.node.name.clone(),
+        http_url: format!(
+            "http://{}:{}",
+            config.node.public_host,
+            server.local_addr().port()
+        ),
+        rtmp_url: None,
+        rtmps_url: None,
+        srt_url: None,
+        max_streams: 0,
+    };
+    let mut cpu = potok_service::cluster::CpuMeter::new();
+    let bytes_out = edge_bytes_out(ctx);
+    let mut last_out = (std::time::Instant::now(), bytes_out());
+    Ok(server.with_task("cluster", None, move |shutdown| {
+        potok_service::cluster::keep_registered(
+            cp,
+            register,
+            Arc::new(std::sync::RwLock::new(None)),
+            move || {
+                let now = std::time::Instant::now();
+                let out = bytes_out();
+                let secs = now.duration_since(last_out.0).as_secs_f64().max(1e-3);
+                let egress_bps = (out.saturating_sub(last_out.1) as f64 / secs) as u64;
+                last_out = (now, out);
+                potok_config::wire::Heartbeat {
+                    cpu: cpu.sample(),
+                    streams: Vec::new(),
+                    transcode_rtf: None,
+                    egress_bps,
+                }
+            },
+            |_| {},
+            shutdown,
+        )
+    }))
+}
+
+/// Reads the edge's bytes-sent counter from the registry.
+fn edge_bytes_out(ctx: &RoleContext) -> impl Fn() -> u64 + Send + 'static {
+    let registry = ctx.metrics.registry().clone();
+    move || {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "potok_edge_bytes_out_total")
+            .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
+            .sum::<f64>() as u64
+    }
 }

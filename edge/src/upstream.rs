@@ -1,7 +1,9 @@
-//! The edge's side of the origin HTTP API: which origins serve a stream (a [`Resolver`];
-//! the configured list for now, the control plane later), pooled connections with connect
-//! and read timeouts, and failover to the next origin only when the request never reached
-//! the first (a failed connect), which makes the retry safe.
+//! The edge's side of the origin HTTP API: which origins serve a stream (a [`Resolver`]:
+//! the configured list, or the control plane per stream — cached, asked again when every
+//! origin it named fails to connect, which is how edges follow a stream to a new origin
+//! after a failover), pooled connections with connect and read timeouts, and failover to
+//! the next origin only when the request never reached the first (a failed connect), which
+//! makes the retry safe.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,18 +20,96 @@ use potok_service::ReadinessCheck;
 /// Largest object accepted from an origin (a segment of a high-bitrate rung is a few MiB).
 pub const MAX_OBJECT_BYTES: usize = 64 << 20;
 
+/// A boxed future of origin URLs.
+pub type OriginsFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>>;
+
 /// Which origins may serve a stream, best first.
 pub trait Resolver: Send + Sync + 'static {
-    /// Base URLs (`http://origin-1:8081`) for `stream`.
-    fn origins(&self, stream: &str) -> Vec<String>;
+    /// Base URLs (`http://origin-1:8081`) for `stream`; for `""`, every origin (readiness).
+    fn origins<'a>(&'a self, stream: &'a str) -> OriginsFuture<'a>;
+
+    /// None of the origins given for `stream` could be reached: forget the answer.
+    fn failed(&self, _stream: &str) {}
 }
 
 /// The configured origin list, for every stream.
 pub struct StaticOrigins(pub Vec<String>);
 
 impl Resolver for StaticOrigins {
-    fn origins(&self, _stream: &str) -> Vec<String> {
-        self.0.clone()
+    fn origins<'a>(&'a self, _stream: &'a str) -> OriginsFuture<'a> {
+        let list = self.0.clone();
+        Box::pin(async move { list })
+    }
+}
+
+/// Positive answers from the control plane are reused this long.
+const RESOLVED_TTL: Duration = Duration::from_secs(5);
+/// "Not live anywhere" is reused this long.
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
+
+/// Asks the control plane which origin holds each stream
+/// (`GET /api/v1/cluster/streams/{name}/origin`), caching answers briefly.
+pub struct ControlPlaneOrigins {
+    cp: potok_service::cluster::ControlPlane,
+    cache: std::sync::Mutex<std::collections::HashMap<String, (Instant, Vec<String>)>>,
+}
+
+/// Streams whose answers are cached at most (the cache is cleared when full).
+const MAX_RESOLVED: usize = 100_000;
+
+impl ControlPlaneOrigins {
+    /// A resolver asking `cp`.
+    pub fn new(cp: potok_service::cluster::ControlPlane) -> Self {
+        ControlPlaneOrigins {
+            cp,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Instant, Vec<String>)>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Resolver for ControlPlaneOrigins {
+    fn origins<'a>(&'a self, stream: &'a str) -> OriginsFuture<'a> {
+        Box::pin(async move {
+            let path = if stream.is_empty() {
+                "/origins".to_owned()
+            } else {
+                if let Some((until, list)) = self.cache().get(stream)
+                    && *until > Instant::now()
+                {
+                    return list.clone();
+                }
+                format!("/streams/{stream}/origin")
+            };
+            let (list, ttl) = match self.cp.get::<potok_config::wire::Resolved>(&path).await {
+                Ok(r) => (r.origins, RESOLVED_TTL),
+                Err(e) => {
+                    if e.code().is_none() {
+                        tracing::warn!(error = %e, "cannot ask the control plane for origins");
+                    }
+                    (Vec::new(), UNKNOWN_TTL)
+                }
+            };
+            if !stream.is_empty() {
+                let mut cache = self.cache();
+                if cache.len() >= MAX_RESOLVED {
+                    cache.clear();
+                }
+                cache.insert(stream.to_owned(), (Instant::now() + ttl, list.clone()));
+            }
+            list
+        })
+    }
+
+    fn failed(&self, stream: &str) {
+        self.cache().remove(stream);
     }
 }
 
@@ -100,7 +180,40 @@ impl Upstream {
         path_and_query: &str,
         held: bool,
     ) -> Result<(Fetched, Duration), UpstreamError> {
-        let origins = self.resolver.origins(stream);
+        match self.fetch_once(stream, path_and_query, held).await {
+            Err(UpstreamError::Unreachable(why)) => {
+                // The origins named may be stale (the stream moved after a failover): ask
+                // again once.
+                self.resolver.failed(stream);
+                match self.fetch_once(stream, path_and_query, held).await {
+                    Err(UpstreamError::Unreachable(again)) => {
+                        Err(UpstreamError::Unreachable(format!("{why}; then {again}")))
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        stream: &str,
+        path_and_query: &str,
+        held: bool,
+    ) -> Result<(Fetched, Duration), UpstreamError> {
+        let origins = self.resolver.origins(stream).await;
+        if origins.is_empty() {
+            // No origin holds the stream: the same answer an origin gives for it.
+            return Ok((
+                Fetched {
+                    status: 404,
+                    headers: HeaderMap::new(),
+                    body: Bytes::from_static(b"stream not found\n"),
+                },
+                Duration::ZERO,
+            ));
+        }
         let mut failures = Vec::new();
         let timeout = self.timeout(held);
         for origin in origins {
@@ -152,8 +265,9 @@ impl Upstream {
         let read_timeout = self.read_timeout;
         ReadinessCheck::new("upstream", move || {
             let client = client.clone();
-            let origins = resolver.origins("");
+            let resolver = Arc::clone(&resolver);
             async move {
+                let origins = resolver.origins("").await;
                 if origins.is_empty() {
                     return Err("no origin configured".to_owned());
                 }

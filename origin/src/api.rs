@@ -190,7 +190,10 @@ async fn rendition_file(
             .rendition(&rendition)
             .and_then(|r| r.live.init(&uri))
         {
-            Some(init) => media_response("video/mp4", Body::from(init)),
+            Some(init) => {
+                api.metrics.bytes_out.inc_by(init.len() as u64);
+                media_response("video/mp4", Body::from(init))
+            }
             None => not_found(),
         },
         File::Segment(msn) => match stream
@@ -198,7 +201,11 @@ async fn rendition_file(
             .rendition(&rendition)
             .and_then(|r| r.live.segment(msn))
         {
-            Some(parts) => media_response("video/iso.segment", Body::new(Chunks::new(parts))),
+            Some(parts) => {
+                let len: usize = parts.iter().map(Bytes::len).sum();
+                api.metrics.bytes_out.inc_by(len as u64);
+                media_response("video/iso.segment", Body::new(Chunks::new(parts)))
+            }
             None => not_found(),
         },
         File::Part(msn, part) => part_file(&api, &stream, &rendition, msn, part).await,
@@ -281,6 +288,7 @@ async fn media_playlist(
             .collect();
         r.live.playlist(skip, reports).render()
     };
+    api.metrics.bytes_out.inc_by(body.len() as u64);
     // A blocking response names one state of the stream for good; the plain URL changes with
     // every part.
     playlist_response(
@@ -321,6 +329,7 @@ async fn part_file(
             }
         }
     };
+    api.metrics.bytes_out.inc_by(data.len() as u64);
     media_response("video/iso.segment", Body::from(data))
 }
 

@@ -22,12 +22,14 @@ mod srt;
 mod streams;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use object_store::local::LocalFileSystem;
 use potok_config::{Config, Role};
 use potok_media::hls::live::LiveConfig;
 use potok_media::packager::PackagerConfig;
+use potok_service::cluster::ControlPlane;
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
 use potok_service::{HttpLimits, ReadinessCheck, RoleContext, RoleServer, tls};
@@ -36,6 +38,16 @@ use tokio_rustls::TlsAcceptor;
 use tracing::warn;
 
 use crate::auth::{PublishAuth, StaticKeys};
+
+/// The lowest real-time factor among this process's ladders, from the metrics registry.
+fn slowest_ladder(registry: &prometheus::Registry) -> Option<f64> {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "potok_transcode_realtime_factor")
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_gauge().get_value()))
+        .min_by(f64::total_cmp)
+}
 
 /// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +71,27 @@ pub enum StartError {
     },
 }
 
-/// Binds the origin's HTTP API and RTMP ingest, with the stream keys of `origin.streams`.
+/// Binds the origin's HTTP API and ingest listeners. With `cluster.control_plane_url` the
+/// origin registers with the control plane, heartbeats, and asks it to authorize every
+/// publish; otherwise the stream keys of `origin.streams` are the only ones accepted.
 pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
+    if let (Some(url), Some(secret)) = (&config.cluster.control_plane_url, &config.cluster.secret) {
+        if !config.origin.streams.is_empty() {
+            warn!("origin.streams is ignored: the control plane authorizes publishes");
+        }
+        let cp = ControlPlane::new(url, secret.clone(), Duration::from_secs(5));
+        let node_id = Arc::new(RwLock::new(None));
+        let auth = Arc::new(auth::ControlPlaneAuth::new(
+            cp.clone(),
+            Arc::clone(&node_id),
+        ));
+        return bind_inner(config, ctx, auth, Some((cp, node_id))).await;
+    }
     let keys = StaticKeys::new(&config.origin.streams);
     if keys.is_empty() {
         warn!("origin.streams lists no stream keys: every publish will be refused");
     }
-    bind_with_auth(config, ctx, Arc::new(keys)).await
+    bind_inner(config, ctx, Arc::new(keys), None).await
 }
 
 /// Binds the origin with another publish authorizer.
@@ -74,9 +100,19 @@ pub async fn bind_with_auth(
     ctx: &RoleContext,
     auth: Arc<dyn PublishAuth>,
 ) -> Result<RoleServer, StartError> {
+    bind_inner(config, ctx, auth, None).await
+}
+
+type NodeId = Arc<RwLock<Option<String>>>;
+
+async fn bind_inner(
+    config: &Config,
+    ctx: &RoleContext,
+    auth: Arc<dyn PublishAuth>,
+    cluster: Option<(ControlPlane, NodeId)>,
+) -> Result<RoleServer, StartError> {
     let o = &config.origin;
-    let ticks =
-        |d: std::time::Duration| (d.as_micros() * 90 / 1000).min(u128::from(u32::MAX)) as u32;
+    let ticks = |d: Duration| (d.as_micros() * 90 / 1000).min(u128::from(u32::MAX)) as u32;
     let packager = PackagerConfig {
         part_target: ticks(o.hls.part_target.get()),
         segment_target: ticks(o.hls.segment_target.get()),
@@ -157,6 +193,7 @@ pub async fn bind_with_auth(
             .filter_map(|s| Some((s.name.clone(), s.srt_passphrase.clone()?)))
             .collect(),
         srt_max_bps: o.srt.max_bitrate_kbps.saturating_mul(1000),
+        max_streams: o.max_streams,
     });
 
     // RTMPS: the same ingest over TLS, when a certificate is configured (or self-signed).
@@ -201,7 +238,12 @@ pub async fn bind_with_auth(
         "storage",
         config.node.data_dir.clone(),
     )];
-    let router = role_router(Role::Origin, api::routes(streams, metrics), checks, ctx);
+    let router = role_router(
+        Role::Origin,
+        api::routes(Arc::clone(&streams), metrics.clone()),
+        checks,
+        ctx,
+    );
     let server = RoleServer::bind(
         Role::Origin,
         "origin.http_listen",
@@ -219,14 +261,64 @@ pub async fn bind_with_auth(
         let passphrase = o.srt.passphrase.clone();
         move |shutdown| srt::serve(srt_listener, srt_incoming, ingest, passphrase, shutdown)
     });
+    let rtmps_addr = rtmps.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let server = match rtmps {
-        Some((listener, acceptor)) => {
-            let addr = listener.local_addr().ok();
-            server.with_task("rtmps", addr, move |shutdown| {
-                rtmp::serve(listener, ingest, Some(acceptor), shutdown)
-            })
-        }
+        Some((listener, acceptor)) => server.with_task("rtmps", rtmps_addr, move |shutdown| {
+            rtmp::serve(listener, ingest, Some(acceptor), shutdown)
+        }),
         None => server,
     };
-    Ok(server)
+    let Some((cp, node_id)) = cluster else {
+        return Ok(server);
+    };
+    // Announce the addresses actually bound, under the public host name.
+    let host = &config.node.public_host;
+    let url = |scheme: &str, addr: Option<std::net::SocketAddr>, path: &str| {
+        addr.map(|a| format!("{scheme}://{host}:{}{path}", a.port()))
+    };
+    let register = potok_config::wire::Register {
+        role: potok_config::wire::NodeRole::Origin,
+        name: config.node.name.clone(),
+        http_url: format!("http://{host}:{}", server.local_addr().port()),
+        rtmp_url: url("rtmp", rtmp_addr, "/live"),
+        rtmps_url: url("rtmps", rtmps_addr, "/live"),
+        srt_url: url("srt", Some(srt_addr), ""),
+        max_streams: o.max_streams,
+    };
+    let registry = ctx.metrics.registry().clone();
+    let beat_streams = Arc::clone(&streams);
+    let kick_streams = streams;
+    let bytes_out = metrics.bytes_out.clone();
+    let mut cpu = potok_service::cluster::CpuMeter::new();
+    let mut last_out = (std::time::Instant::now(), bytes_out.get());
+    Ok(server.with_task("cluster", None, move |shutdown| {
+        potok_service::cluster::keep_registered(
+            cp,
+            register,
+            node_id,
+            move || {
+                let now = std::time::Instant::now();
+                let out = bytes_out.get();
+                let secs = now.duration_since(last_out.0).as_secs_f64();
+                let egress_bps = if secs > 0.0 {
+                    (out.saturating_sub(last_out.1) as f64 / secs) as u64
+                } else {
+                    0
+                };
+                last_out = (now, out);
+                potok_config::wire::Heartbeat {
+                    cpu: cpu.sample(),
+                    streams: beat_streams.held(),
+                    transcode_rtf: slowest_ladder(&registry),
+                    egress_bps,
+                }
+            },
+            move |reply| {
+                for name in reply.stop {
+                    kick_streams.kick(&name);
+                }
+            },
+            shutdown,
+        )
+    }))
 }

@@ -17,6 +17,7 @@ pub(crate) struct OriginMetrics {
     pub(crate) parts: IntCounter,
     pub(crate) segments: IntCounter,
     pub(crate) held_requests: IntGauge,
+    pub(crate) bytes_out: IntCounter,
 }
 
 impl OriginMetrics {
@@ -72,6 +73,10 @@ impl OriginMetrics {
             held_requests: m.int_gauge(
                 "potok_hls_held_requests",
                 "Playlist and part requests held waiting for media.",
+            ),
+            bytes_out: m.int_counter(
+                "potok_origin_bytes_out_total",
+                "Playlist and media body bytes the origin API served.",
             ),
         }
     }

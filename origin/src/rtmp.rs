@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use potok_service::http::accept_loop;
 
-use crate::auth::{AuthError, PublishAuth};
+use crate::auth::{AuthError, PublishAuth, Request};
 use crate::metrics::OriginMetrics;
 use crate::streams::{PublishError, PublishSession, StreamMetadata, Streams};
 
@@ -36,6 +36,27 @@ pub(crate) struct Ingest {
     pub(crate) srt_passphrases: std::collections::HashMap<String, potok_config::Secret>,
     /// Highest SRT input rate, bits per second over 5 s.
     pub(crate) srt_max_bps: u64,
+    /// Most streams published at once (0: no limit).
+    pub(crate) max_streams: u32,
+}
+
+impl Ingest {
+    /// Whether one more publisher fits (`origin.max_streams`).
+    pub(crate) fn has_room(&self) -> bool {
+        self.max_streams == 0 || self.streams.publishing() < self.max_streams as usize
+    }
+}
+
+/// What a refused publish tells the publisher.
+pub(crate) fn refusal(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::UnknownKey => "stream key not accepted",
+        AuthError::UnknownApp(_) => "unknown application: use rtmp://HOST/live",
+        AuthError::RateLimited => "too many refused attempts; retry later",
+        AuthError::AtCapacity => "this server is full; ask for another ingest URL",
+        AuthError::AlreadyLive => "this stream is already being published",
+        AuthError::Unavailable(_) => "cannot authorize now; retry shortly",
+    }
 }
 
 pub(crate) async fn serve(
@@ -56,14 +77,15 @@ pub(crate) async fn serve(
             tokio::spawn(
                 async move {
                     ingest.metrics.ingest_connections.inc();
+                    let client = Some(peer.ip());
                     let result = match tls {
-                        None => connection(socket, &ingest, shutdown).await,
+                        None => connection(socket, &ingest, shutdown, client, "rtmp").await,
                         Some(acceptor) => {
                             match tokio::time::timeout(ingest.timeout, acceptor.accept(socket))
                                 .await
                             {
                                 Ok(Ok(tls_stream)) => {
-                                    connection(tls_stream, &ingest, shutdown).await
+                                    connection(tls_stream, &ingest, shutdown, client, "rtmps").await
                                 }
                                 Ok(Err(e)) => Err(RtmpError::Io(e)),
                                 Err(_) => Err(RtmpError::Timeout(ingest.timeout)),
@@ -116,6 +138,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: S,
     ingest: &Ingest,
     shutdown: CancellationToken,
+    client: Option<std::net::IpAddr>,
+    protocol: &'static str,
 ) -> Result<(), RtmpError> {
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -149,6 +173,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         ingest,
         publish: None,
         close: None,
+        client,
+        protocol,
     };
     conn.handle(&mut session, &mut socket, initial).await?;
     if !leftover.is_empty() {
@@ -159,8 +185,19 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     }
 
     while conn.close.is_none() {
+        let kick = conn.publish.as_ref().map(PublishSession::kicked);
+        let kicked = async {
+            match &kick {
+                Some(k) => k.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = kicked => {
+                info!("publisher disconnected: the stream was stopped");
+                break;
+            }
             n = read_some(&mut socket, &mut buf, ingest.timeout) => n?,
         };
         if n == 0 {
@@ -182,6 +219,8 @@ struct Conn<'a> {
     ingest: &'a Ingest,
     publish: Option<PublishSession>,
     close: Option<RtmpError>,
+    client: Option<std::net::IpAddr>,
+    protocol: &'static str,
 }
 
 impl Conn<'_> {
@@ -200,6 +239,7 @@ impl Conn<'_> {
                 ServerSessionResult::RaisedEvent(event) => {
                     let more = self
                         .event(session, event)
+                        .await
                         .map_err(|e| RtmpError::Session(e.to_string()))?;
                     // Responses to this event go out before anything that followed it.
                     for r in more.into_iter().rev() {
@@ -219,7 +259,7 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn event(
+    async fn event(
         &mut self,
         session: &mut ServerSession,
         event: ServerSessionEvent,
@@ -257,14 +297,24 @@ impl Conn<'_> {
                 }
                 // OBS and others may append a query string to the key.
                 let key = stream_key.split('?').next().unwrap_or_default();
-                let name = match self.ingest.auth.authorize(&app_name, key) {
-                    Ok(name) => name,
+                let authorized = if self.ingest.has_room() {
+                    self.ingest
+                        .auth
+                        .authorize(Request {
+                            app: &app_name,
+                            key,
+                            protocol: self.protocol,
+                            client: self.client,
+                        })
+                        .await
+                } else {
+                    Err(AuthError::AtCapacity)
+                };
+                let grant = match authorized {
+                    Ok(grant) => grant,
                     Err(e) => {
                         self.ingest.metrics.refused_publishes.inc();
-                        let description = match e {
-                            AuthError::UnknownKey => "stream key not accepted",
-                            AuthError::UnknownApp(_) => "unknown application: use rtmp://HOST/live",
-                        };
+                        let description = refusal(&e);
                         self.close = Some(RtmpError::Refused(e.to_string()));
                         return session.reject_request(
                             request_id,
@@ -273,7 +323,7 @@ impl Conn<'_> {
                         );
                     }
                 };
-                match self.ingest.streams.start_publish(&name, "rtmp") {
+                match self.ingest.streams.start_publish(&grant, self.protocol) {
                     Ok(publish) => {
                         info!(stream = %publish.name(), "publishing");
                         self.publish = Some(publish);

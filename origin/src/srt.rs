@@ -17,7 +17,7 @@ use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Request};
 use crate::rtmp::Ingest;
 
 /// What a `streamid` asks for.
@@ -132,19 +132,36 @@ async fn caller(
             .await;
         return Err("playback over SRT is not offered".into());
     }
-    let name = match ingest.auth.authorize(&wanted.app, &wanted.key) {
-        Ok(name) => name,
+    let authorized = if ingest.has_room() {
+        ingest
+            .auth
+            .authorize(Request {
+                app: &wanted.app,
+                key: &wanted.key,
+                protocol: "srt",
+                client: Some(request.remote().ip()),
+            })
+            .await
+    } else {
+        Err(AuthError::AtCapacity)
+    };
+    let grant = match authorized {
+        Ok(grant) => grant,
         Err(e) => {
             ingest.metrics.refused_publishes.inc();
             let reason = match e {
                 AuthError::UnknownKey => ServerRejectReason::Forbidden,
                 AuthError::UnknownApp(_) => ServerRejectReason::Notfound,
+                AuthError::AlreadyLive => ServerRejectReason::Conflict,
+                AuthError::RateLimited | AuthError::AtCapacity => ServerRejectReason::Overload,
+                AuthError::Unavailable(_) => ServerRejectReason::Down,
             };
             let _ = request.reject(RejectReason::Server(reason)).await;
             return Err(format!("publish refused: {e}"));
         }
     };
-    let mut session = match ingest.streams.start_publish(&name, "srt") {
+    let name = grant.name.clone();
+    let mut session = match ingest.streams.start_publish(&grant, "srt") {
         Ok(s) => s,
         Err(e) => {
             ingest.metrics.refused_publishes.inc();
@@ -176,9 +193,14 @@ async fn caller(
     let mut link = LinkStats::default();
     let mut window = RateWindow::new();
     let mut statistics = socket.statistics().clone();
+    let kicked = session.kicked();
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = kicked.cancelled() => {
+                info!("publisher disconnected: the stream was stopped");
+                break;
+            }
             Some(stats) = statistics.next() => {
                 link.update(&session, &stats);
                 continue;

@@ -130,6 +130,10 @@ pub(crate) struct StreamState {
     continuation: Continuation,
     /// Wall-clock milliseconds at timeline tick 0, for EXT-X-PROGRAM-DATE-TIME.
     epoch_ms: Option<i64>,
+    /// Cancelled to disconnect the current publisher (the stream was stopped).
+    kick: tokio_util::sync::CancellationToken,
+    /// The stream was stopped: when its publisher goes, it ends at once (no grace period).
+    stopped: bool,
 }
 
 impl StreamState {
@@ -260,19 +264,62 @@ impl Streams {
                     time: 0,
                 },
                 epoch_ms: None,
+                kick: tokio_util::sync::CancellationToken::new(),
+                stopped: false,
             }),
             changed,
             held: Arc::new(Semaphore::new(self.settings.max_held)),
         })
     }
 
-    /// Starts publishing `name` over `protocol`: a new broadcast, or the continuation of one
-    /// whose publisher dropped less than the grace period ago.
+    /// Number of streams whose publisher is connected.
+    pub(crate) fn publishing(&self) -> usize {
+        self.map()
+            .values()
+            .filter(|s| matches!(s.lock().publisher, Publisher::Live(_)))
+            .count()
+    }
+
+    /// The streams held (publishing or in their grace period), for heartbeats.
+    pub(crate) fn held(&self) -> Vec<potok_config::wire::LiveStream> {
+        self.map()
+            .values()
+            .filter_map(|s| {
+                let publishing = match s.lock().publisher {
+                    Publisher::Live(_) => true,
+                    Publisher::Grace(_) => false,
+                    Publisher::Ended => return None,
+                };
+                Some(potok_config::wire::LiveStream {
+                    name: s.name.clone(),
+                    publishing,
+                })
+            })
+            .collect()
+    }
+
+    /// Disconnects the publisher of `name`, if one is connected (the stream was stopped).
+    pub(crate) fn kick(&self, name: &str) {
+        if let Some(s) = self.get(name) {
+            info!(
+                stream = name,
+                "stopping the stream: disconnecting its publisher"
+            );
+            let mut st = s.lock();
+            st.stopped = true;
+            st.kick.cancel();
+        }
+    }
+
+    /// Starts publishing the granted stream over `protocol`: a new broadcast, or the
+    /// continuation of one whose publisher dropped less than the grace period ago (or, when
+    /// the grant says so, of one whose origin failed: it starts after a discontinuity).
     pub(crate) fn start_publish(
         self: &Arc<Self>,
-        name: &str,
+        grant: &crate::auth::Grant,
         protocol: &str,
     ) -> Result<PublishSession, PublishError> {
+        let name = grant.name.as_str();
         let session = self
             .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -307,6 +354,19 @@ impl Streams {
             }
         };
         drop(map);
+        let kick = tokio_util::sync::CancellationToken::new();
+        {
+            let mut st = stream.lock();
+            st.kick = kick.clone();
+            st.stopped = false;
+            if grant.continues && !resumed {
+                // The broadcast moved here from a failed origin: players continuing through
+                // an edge see a discontinuity, not a new stream.
+                for r in &mut st.renditions {
+                    r.mark_discontinuity();
+                }
+            }
+        }
         self.metrics.publishers.inc();
         if resumed {
             self.metrics
@@ -329,6 +389,8 @@ impl Streams {
             audio: None,
             packager: None,
             ladder: None,
+            transcode: grant.transcode,
+            kick,
             audio_frames_without_video: 0,
             last_ts: None,
             ts_high: 0,
@@ -419,14 +481,18 @@ impl Streams {
     /// The publisher of `stream` went away: keep the stream for the grace period, then end it.
     fn publisher_gone(self: &Arc<Self>, stream: &Arc<Stream>, session: u64) {
         self.metrics.publishers.dec();
-        {
+        let grace = {
             let mut st = stream.lock();
             if st.publisher != Publisher::Live(session) {
                 return;
             }
             st.publisher = Publisher::Grace(session);
-        }
-        let grace = self.settings.grace;
+            if st.stopped {
+                Duration::ZERO
+            } else {
+                self.settings.grace
+            }
+        };
         info!(stream = %stream.name, grace_secs = grace.as_secs_f64(), "publisher gone; waiting for a reconnect");
         let streams = Arc::clone(self);
         let stream = Arc::clone(stream);
@@ -512,6 +578,9 @@ pub(crate) struct PublishSession {
     audio: Option<AacConfig>,
     packager: Option<Packager>,
     ladder: Option<potok_transcoder::Ladder>,
+    /// Whether to transcode, from the publish grant (`None`: the configured default).
+    transcode: Option<bool>,
+    kick: tokio_util::sync::CancellationToken,
     audio_frames_without_video: u32,
     last_ts: Option<u32>,
     ts_high: i64,
@@ -529,6 +598,11 @@ impl PublishSession {
     /// The public stream name.
     pub(crate) fn name(&self) -> &str {
         &self.stream.name
+    }
+
+    /// Cancelled when the stream is stopped and this publisher must be disconnected.
+    pub(crate) fn kicked(&self) -> tokio_util::sync::CancellationToken {
+        self.kick.clone()
     }
 
     /// Counts bytes received by a protocol that does not go through [`Self::video`].
@@ -746,7 +820,11 @@ impl PublishSession {
     fn start_ladder(&mut self) {
         let setup = self.streams.settings.transcode.clone();
         let ladder = match (setup, &self.video) {
-            (Some(setup), Some(video)) if setup.enabled_for(&self.stream.name) => {
+            (Some(setup), Some(video))
+                if self
+                    .transcode
+                    .unwrap_or_else(|| setup.enabled_for(&self.stream.name)) =>
+            {
                 let fps = self.stream.lock().metadata.frame_rate;
                 setup.start(
                     &self.streams,

@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod http;
 pub mod metrics;
 pub mod ops;
