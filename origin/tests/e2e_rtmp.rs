@@ -265,6 +265,38 @@ async fn wrong_keys_and_second_publishers_are_refused() {
 }
 
 #[tokio::test]
+async fn an_origin_at_capacity_refuses_new_publishes() {
+    let other = "another-stream-key";
+    let origin = Origin::start(|c| {
+        c.origin.max_streams = 1;
+        c.origin.streams.push(potok_config::StreamKeyConfig {
+            name: "other".into(),
+            key: potok_config::Secret::new(other),
+            srt_passphrase: None,
+            transcode: None,
+        });
+    })
+    .await;
+    let _first = Publisher::start(&origin.rtmp_url(KEY), "320x180", 30);
+    wait_ok(&origin.url(&playlist_path()), Duration::from_secs(20)).await;
+    let mut second = Publisher::start(&origin.rtmp_url(other), "160x90", 10);
+    assert!(
+        !second.wait(Duration::from_secs(20)).await,
+        "a publish beyond origin.max_streams was accepted"
+    );
+    assert_eq!(
+        get(&origin.url("/live/other/master.m3u8")).await.status,
+        404
+    );
+    assert!(
+        origin
+            .metrics
+            .encode()
+            .contains("potok_ingest_refused_total 1")
+    );
+}
+
+#[tokio::test]
 async fn a_reconnect_within_grace_continues_the_stream_and_then_it_ends() {
     let origin = Origin::start(|c| {
         c.origin.hls.reconnect_grace = "3s".parse().unwrap();
