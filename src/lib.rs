@@ -162,6 +162,13 @@ impl App {
                 https.port()
             ));
         }
+        if let Some(cp) = self.addr(Role::ControlPlane) {
+            out.push_str(&format!(
+                "  {:<18} http://{host}:{}/api/v1/  (OpenAPI: /api/v1/openapi.json; the first account created is the admin)\n",
+                "REST API",
+                cp.port()
+            ));
+        }
         out.push_str("  every role answers /healthz, /readyz and /metrics on its port\n");
         // Viewers play through the edge when this process runs one.
         if let (Some(rtmp), Some(http)) = (
