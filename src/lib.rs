@@ -60,11 +60,31 @@ impl App {
         if roles.len() == Role::ALL.len() && config.origin.tls.cert_file.is_none() {
             config.origin.tls.self_signed = true;
         }
+        // The roles of one process talk over HTTP like a cluster's: they need a shared
+        // secret, made up for this run when none is configured.
+        if roles.contains(&Role::ControlPlane)
+            && roles.contains(&Role::Origin)
+            && config.cluster.control_plane_url.is_none()
+            && config.cluster.secret.is_none()
+        {
+            config.cluster.secret =
+                Some(Secret::new(format!("{}{}", random_key()?, random_key()?)));
+        }
         let mut servers: Vec<RoleServer> = Vec::new();
         for role in Role::ALL.into_iter().filter(|r| roles.contains(r)) {
             let server = match role {
                 Role::ControlPlane => potok_control_plane::bind(&config, &ctx).await?,
-                Role::Origin => potok_origin::bind(&config, &ctx).await?,
+                Role::Origin => {
+                    // With the control plane in this process, the origin asks it too (over
+                    // HTTP, like in a cluster): streamers' keys from the API work here.
+                    if config.cluster.control_plane_url.is_none()
+                        && let Some(cp) = servers.iter().find(|s| s.role() == Role::ControlPlane)
+                    {
+                        config.cluster.control_plane_url =
+                            Some(format!("http://{}", connectable(cp.local_addr())));
+                    }
+                    potok_origin::bind(&config, &ctx).await?
+                }
                 Role::Edge => {
                     // The edge of an all-in-one process reads the origin's archive for
                     // segments the origin no longer holds.
@@ -102,6 +122,11 @@ impl App {
             config,
             demo_key,
         })
+    }
+
+    /// The stream key generated for the `demo` stream of `potok all`, if one was.
+    pub fn demo_key(&self) -> Option<&Secret> {
+        self.demo_key.as_ref()
     }
 
     /// The bound address of `role`'s extra listener `name` (the origin's `"rtmp"`).

@@ -310,3 +310,113 @@ async fn slow_and_oversized_request_heads_are_cut_off() {
 
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_potok_all_a_key_from_the_api_publishes_and_the_demo_key_still_works() {
+    use common::call;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path());
+    config.origin.transcode.enabled = false;
+    let (app, _) = start(config, &Role::ALL).await;
+    let cp = app.addr(Role::ControlPlane).unwrap();
+    let edge = app.addr(Role::Edge).unwrap();
+    let rtmp = app.listener(Role::Origin, "rtmp").unwrap();
+    let demo_key = app.demo_key().unwrap().expose().to_owned();
+    let served = Served::start(app);
+
+    for (name, role) in [("root", "admin"), ("alice", "streamer")] {
+        let (s, v) = call(
+            cp,
+            "POST",
+            "/api/v1/users",
+            None,
+            Some(json!({"username": name, "password": "a long password", "role": role})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (_, session) = call(
+        cp,
+        "POST",
+        "/api/v1/sessions",
+        None,
+        Some(json!({"username": "alice", "password": "a long password"})),
+    )
+    .await;
+    let token = session["token"].as_str().unwrap().to_owned();
+    let (_, key) = call(
+        cp,
+        "POST",
+        "/api/v1/stream-keys",
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+
+    let push = |key: &str| {
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x180:rate=30",
+                "-t",
+                "30",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "60",
+            ])
+            .args([
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "flv",
+                &format!("rtmp://{rtmp}/live/{key}"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg not found: run scripts/setup")
+    };
+    // The origin registers with the in-process control plane first; publishing before
+    // that is refused, so retry until the playlist appears.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut pushers = vec![push(&key), push(&demo_key)];
+    for stream in ["alice", "demo"] {
+        loop {
+            if get(edge, &format!("/live/{stream}/source/index.m3u8"))
+                .await
+                .status
+                == 200
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{stream} never played through the edge"
+            );
+            if let Ok(Some(_)) = pushers[0].try_wait() {
+                pushers[0] = push(&key);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (_, active) = call(cp, "GET", "/api/v1/streams/active", None, None).await;
+    assert_eq!(active["items"][0]["name"], "alice", "{active}");
+    for mut p in pushers {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    served.stop().await;
+}

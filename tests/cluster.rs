@@ -19,12 +19,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use common::call;
 use common::process::Running;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const POTOK: &str = env!("CARGO_BIN_EXE_potok");
 const SECRET: &str = "cluster-test-secret-0123456789";
@@ -113,40 +110,6 @@ fn origin(dir: &Path, name: &str, cp: &str) -> Running {
             // This test is about failover; the ladder would only load the machine.
             .env("POTOK_ORIGIN__TRANSCODE__ENABLED", "false"),
     )
-}
-
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build_http();
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let body = Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default()));
-    let resp = tokio::time::timeout(
-        Duration::from_secs(20),
-        client.request(req.body(body).unwrap()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{method} {path}: no answer in 20 s"))
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, v)
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, failing after `limit`.

@@ -205,9 +205,10 @@ pub struct OriginConfig {
     pub ingest_timeout: HumanDuration,
     /// LL-HLS packaging.
     pub hls: HlsConfig,
-    /// Streams and their keys. Until the control plane hands out keys, publishing is
-    /// allowed only with a key listed here (`potok all` generates a demo key when the list
-    /// is empty).
+    /// Streams and their keys, accepted besides the keys streamers create through the
+    /// control plane's API (`potok all` generates a demo key when the list is empty).
+    /// Without a control plane (`cluster.control_plane_url` unset, not `potok all`) these
+    /// are the only keys.
     pub streams: Vec<StreamKeyConfig>,
     /// Copies of finished segments in object storage (VOD after the stream ends).
     pub archive: ArchiveConfig,

@@ -1,7 +1,7 @@
-//! Who may publish: a stream key is exchanged for the stream's public name. In a cluster the
-//! control plane answers ([`ControlPlaneAuth`]: keys live there, hashed, with per-address
-//! limits); standalone and in `potok all` the keys come from `origin.streams`
-//! ([`StaticKeys`]).
+//! Who may publish: a stream key is exchanged for the stream's public name. With a control
+//! plane (a cluster, and `potok all`) it answers ([`ControlPlaneAuth`]: streamers' keys live
+//! there, hashed, with per-address limits); keys listed in `origin.streams` ([`StaticKeys`])
+//! are accepted too, first ([`Chain`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -168,6 +168,26 @@ impl PublishAuth for ControlPlaneAuth {
     }
 }
 
+/// Tries each authorizer in turn: the first grant wins; otherwise the most telling refusal
+/// (anything but "unknown key") of the last one that gave one.
+pub struct Chain(pub Vec<Arc<dyn PublishAuth>>);
+
+impl PublishAuth for Chain {
+    fn authorize<'a>(&'a self, req: Request<'a>) -> AuthFuture<'a> {
+        Box::pin(async move {
+            let mut refusal = AuthError::UnknownKey;
+            for auth in &self.0 {
+                match auth.authorize(req).await {
+                    Ok(grant) => return Ok(grant),
+                    Err(AuthError::UnknownKey) => {}
+                    Err(e) => refusal = e,
+                }
+            }
+            Err(refusal)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +200,47 @@ mod tests {
             protocol: "rtmp",
             client: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_chain_takes_the_first_grant() {
+        let a: Arc<dyn PublishAuth> = Arc::new(StaticKeys::new(&[StreamKeyConfig {
+            name: "a".into(),
+            key: Secret::new("key-of-a-123"),
+            srt_passphrase: None,
+            transcode: None,
+        }]));
+        let b: Arc<dyn PublishAuth> = Arc::new(StaticKeys::new(&[StreamKeyConfig {
+            name: "b".into(),
+            key: Secret::new("key-of-b-123"),
+            srt_passphrase: None,
+            transcode: None,
+        }]));
+        let chain = Chain(vec![a, b]);
+        assert_eq!(
+            chain
+                .authorize(req("live", "key-of-b-123"))
+                .await
+                .unwrap()
+                .name,
+            "b"
+        );
+        assert_eq!(
+            chain
+                .authorize(req("live", "key-of-a-123"))
+                .await
+                .unwrap()
+                .name,
+            "a"
+        );
+        assert_eq!(
+            chain.authorize(req("live", "nope")).await,
+            Err(AuthError::UnknownKey)
+        );
+        assert!(matches!(
+            chain.authorize(req("app", "key-of-a-123")).await,
+            Err(AuthError::UnknownApp(_))
+        ));
     }
 
     #[test]

@@ -72,19 +72,26 @@ pub enum StartError {
 }
 
 /// Binds the origin's HTTP API and ingest listeners. With `cluster.control_plane_url` the
-/// origin registers with the control plane, heartbeats, and asks it to authorize every
-/// publish; otherwise the stream keys of `origin.streams` are the only ones accepted.
+/// origin registers with the control plane, heartbeats, and asks it to authorize publishes
+/// (keys of `origin.streams`, if any, are accepted first); otherwise the keys of
+/// `origin.streams` are the only ones accepted.
 pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, StartError> {
     if let (Some(url), Some(secret)) = (&config.cluster.control_plane_url, &config.cluster.secret) {
-        if !config.origin.streams.is_empty() {
-            warn!("origin.streams is ignored: the control plane authorizes publishes");
-        }
         let cp = ControlPlane::new(url, secret.clone(), Duration::from_secs(5));
         let node_id = Arc::new(RwLock::new(None));
-        let auth = Arc::new(auth::ControlPlaneAuth::new(
+        let remote: Arc<dyn PublishAuth> = Arc::new(auth::ControlPlaneAuth::new(
             cp.clone(),
             Arc::clone(&node_id),
         ));
+        // Keys listed in the configuration keep working next to the control plane's.
+        let auth: Arc<dyn PublishAuth> = if config.origin.streams.is_empty() {
+            remote
+        } else {
+            Arc::new(auth::Chain(vec![
+                Arc::new(StaticKeys::new(&config.origin.streams)),
+                remote,
+            ]))
+        };
         return bind_inner(config, ctx, auth, Some((cp, node_id))).await;
     }
     let keys = StaticKeys::new(&config.origin.streams);

@@ -220,7 +220,7 @@ impl fmt::Display for Probe {
 
 /// Opens `info` for real on a small picture: the device, then the encoder.
 pub fn probe(info: &EncoderInfo, settings: &EncoderSettings) -> Probe {
-    ffi::quiet_logs();
+    ffi::silence_logs();
     let result = (|| {
         if let Some(why) = info.unsupported {
             return Err(why.to_owned());
@@ -249,6 +249,7 @@ pub fn probe(info: &EncoderInfo, settings: &EncoderSettings) -> Probe {
             .map(drop)
             .map_err(|e| format!("cannot open the encoder ({e})"))
     })();
+    ffi::quiet_logs();
     Probe {
         name: info.name,
         codec: info.codec,

@@ -60,8 +60,18 @@ fn check(call: &'static str, code: c_int) -> Result<c_int, AvError> {
 
 /// Quiets FFmpeg's own logging to errors only (the ladder reports through `tracing`).
 pub(crate) fn quiet_logs() {
+    set_log_level(ff::AV_LOG_ERROR);
+}
+
+/// Silences FFmpeg's logging while probing devices (the probe reports why a device failed;
+/// FFmpeg's own lines about missing drivers would only repeat it on stderr).
+pub(crate) fn silence_logs() {
+    set_log_level(ff::AV_LOG_QUIET);
+}
+
+fn set_log_level(level: i32) {
     // SAFETY: sets a global integer; FFmpeg reads it without further requirements.
-    unsafe { ff::av_log_set_level(ff::AV_LOG_ERROR) };
+    unsafe { ff::av_log_set_level(level) };
 }
 
 /// Video codecs the ladder decodes or encodes.
@@ -300,6 +310,9 @@ impl Decoder {
                 den: potok_media::frame::TIMEBASE as c_int,
             };
             (*ctx.0).thread_count = threads as c_int;
+            // Slice threads only: frame threads would hold one picture per thread back,
+            // which is latency every rung inherits.
+            (*ctx.0).thread_type = ff::FF_THREAD_SLICE;
             check(
                 "avcodec_open2",
                 ff::avcodec_open2(ctx.0, dec, ptr::null_mut()),
