@@ -296,6 +296,13 @@ async fn a_stream_survives_its_origin_dying() {
     );
     let (_, stream) = call(cp_addr, "GET", "/api/v1/streams/active", None, None).await;
     assert_eq!(stream["items"][0]["status"], "live", "{stream}");
+    // The edge reports the player as a viewer.
+    until(Duration::from_secs(10), "a viewer counted", async || {
+        common::get(edge_addr, playlist).await;
+        let (_, s) = call(cp_addr, "GET", "/api/v1/streams/active", None, None).await;
+        (s["items"][0]["current_viewers"].as_i64() >= Some(1)).then_some(())
+    })
+    .await;
 
     // The serving origin dies.
     let killed_at = Instant::now();

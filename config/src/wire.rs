@@ -83,6 +83,18 @@ pub struct Heartbeat {
     /// Bytes per second sent since the last heartbeat.
     #[serde(default)]
     pub egress_bps: u64,
+    /// Viewers per stream (edges).
+    #[serde(default)]
+    pub viewers: Vec<StreamViewers>,
+}
+
+/// How many viewers an edge serves a stream to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamViewers {
+    /// Public stream name.
+    pub name: String,
+    /// Distinct viewers (client addresses) in the last seconds.
+    pub viewers: u64,
 }
 
 /// `POST /api/v1/cluster/publish`: may this key publish on this origin?

@@ -79,6 +79,7 @@ pub(crate) async fn heartbeat(
     };
     let mut reply = HeartbeatReply::default();
     if node.role != "origin" {
+        app.db.report_viewers(&id, &hb.viewers).await?;
         return Ok(Json(reply));
     }
     // Reconcile what the origin holds with the streams pinned to it.

@@ -493,6 +493,61 @@ impl Db {
         Ok(())
     }
 
+    /// Replaces what edge `node_id` reports about viewers (at most 10,000 streams) and
+    /// updates the current and peak viewers of every stream concerned: the sum over the
+    /// reports of alive edges.
+    pub async fn report_viewers(
+        &self,
+        node_id: &str,
+        viewers: &[potok_config::wire::StreamViewers],
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let before: Vec<(String,)> =
+            sqlx::query_as("SELECT stream_name FROM edge_viewers WHERE node_id = $1")
+                .bind(node_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM edge_viewers WHERE node_id = $1")
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+        for v in viewers.iter().take(10_000) {
+            sqlx::query(
+                "INSERT INTO edge_viewers (node_id, stream_name, viewers, updated_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(node_id)
+            .bind(&v.name)
+            .bind(i64::try_from(v.viewers).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut names: Vec<String> = before.into_iter().map(|(n,)| n).collect();
+        names.extend(viewers.iter().take(10_000).map(|v| v.name.clone()));
+        names.sort();
+        names.dedup();
+        for name in names {
+            let (total,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(v.viewers), 0) AS BIGINT) FROM edge_viewers v \
+                 JOIN nodes n ON n.id = v.node_id WHERE v.stream_name = $1 AND n.state = 'alive'",
+            )
+            .bind(&name)
+            .fetch_one(&self.pool)
+            .await?;
+            sqlx::query(
+                "UPDATE streams SET current_viewers = $1, peak_viewers = CASE WHEN peak_viewers < $1 THEN $1 ELSE peak_viewers END \
+                 WHERE name = $2 AND status <> 'ended'",
+            )
+            .bind(total)
+            .bind(&name)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Open streams held by `node_id` in one of `statuses`.
     pub async fn streams_on_node(
         &self,

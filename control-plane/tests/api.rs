@@ -657,6 +657,29 @@ async fn scheduling_publish_authorization_and_failover() {
     let (_, active) = cp.get("/api/v1/streams/active", None).await;
     assert_eq!(active["total"], 1);
 
+    // Edges report viewers; the stream shows their sum and its peak.
+    let (_, e1) = cp
+        .post(
+            "/api/v1/cluster/nodes",
+            Some(SECRET),
+            json!({"role": "edge", "name": "e1", "http_url": "http://e1:8080"}),
+        )
+        .await;
+    let e1 = e1["node_id"].as_str().unwrap().to_owned();
+    let (s, _) = cp
+        .post(
+            &format!("/api/v1/cluster/nodes/{e1}/heartbeat"),
+            Some(SECRET),
+            json!({"cpu": 0.1, "viewers": [{"name": "alice", "viewers": 12}]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, st) = cp.get(&format!("/api/v1/streams/{stream_id}"), None).await;
+    assert_eq!(
+        (st["current_viewers"].as_i64(), st["peak_viewers"].as_i64()),
+        (Some(12), Some(12))
+    );
+
     // o1 is full (1 of 1): a second streamer is scheduled on o2.
     let (_, bob) = cp.account("bob", "streamer", None).await;
     assert_eq!(cp.get("/api/v1/ingest", Some(&bob)).await.1["origin"], "o2");
@@ -684,7 +707,7 @@ async fn scheduling_publish_authorization_and_failover() {
         .iter()
         .map(|n| (n["name"].as_str().unwrap(), n["state"].as_str().unwrap()))
         .collect();
-    assert_eq!(states, [("o1", "dead"), ("o2", "alive")]);
+    assert_eq!(states, [("e1", "dead"), ("o1", "dead"), ("o2", "alive")]);
     assert_eq!(
         cp.get("/api/v1/ingest", Some(&alice)).await.1["origin"],
         "o2"

@@ -34,6 +34,7 @@ both!(stream_keys, stream_keys_body);
 both!(streams_and_filters, streams_and_filters_body);
 both!(status_machine, status_machine_body);
 both!(nodes, nodes_body);
+both!(viewers, viewers_body);
 
 async fn users_and_tokens_body(db: &Db) {
     assert_eq!(db.count_users().await.unwrap(), 0);
@@ -317,6 +318,7 @@ async fn nodes_body(db: &Db) {
         ],
         transcode_rtf: Some(1.2),
         egress_bps: 1_000_000,
+        viewers: Vec::new(),
     };
     let after = db.heartbeat(&o1.id, &hb).await.unwrap().unwrap();
     assert_eq!(
@@ -340,4 +342,46 @@ async fn nodes_body(db: &Db) {
         .unwrap()
         .unwrap();
     assert_eq!(revived.state, "alive");
+}
+
+async fn viewers_body(db: &Db) {
+    use potok_config::wire::StreamViewers;
+    let a = db
+        .create_user("alice", "h", UserRole::Streamer)
+        .await
+        .unwrap();
+    let s = db
+        .create_stream(&a, &meta("t", "c", "ru", &[]))
+        .await
+        .unwrap();
+    let edge = |name: &str| Register {
+        role: NodeRole::Edge,
+        name: name.into(),
+        http_url: format!("http://{name}:8080"),
+        rtmp_url: None,
+        rtmps_url: None,
+        srt_url: None,
+        max_streams: 0,
+    };
+    let e1 = db.register_node(&edge("e1")).await.unwrap();
+    let e2 = db.register_node(&edge("e2")).await.unwrap();
+    let watching = |n: u64| {
+        vec![StreamViewers {
+            name: "alice".into(),
+            viewers: n,
+        }]
+    };
+    db.report_viewers(&e1.id, &watching(3)).await.unwrap();
+    db.report_viewers(&e2.id, &watching(4)).await.unwrap();
+    let now = db.stream(&s.id).await.unwrap().unwrap();
+    assert_eq!((now.current_viewers, now.peak_viewers), (7, 7));
+    // e1's viewers left; the peak stays.
+    db.report_viewers(&e1.id, &[]).await.unwrap();
+    let now = db.stream(&s.id).await.unwrap().unwrap();
+    assert_eq!((now.current_viewers, now.peak_viewers), (4, 7));
+    // Reports of dead edges do not count (the heartbeat that revives an edge comes first).
+    db.mark_dead(now_ms() + 1000).await.unwrap();
+    db.report_viewers(&e2.id, &watching(4)).await.unwrap();
+    let now = db.stream(&s.id).await.unwrap().unwrap();
+    assert_eq!((now.current_viewers, now.peak_viewers), (0, 7));
 }

@@ -55,6 +55,7 @@ async fn connection(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let conn = incoming.await.map_err(|e| e.to_string())?;
+    let peer = conn.remote_address();
     let mut h3 = h3::server::builder()
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
         .await
@@ -70,7 +71,7 @@ async fn connection(
         };
         let router = router.clone();
         tokio::spawn(async move {
-            if let Err(e) = request(resolver, router).await {
+            if let Err(e) = request(resolver, router, peer).await {
                 debug!(error = %e, "HTTP/3 request failed");
             }
         });
@@ -80,13 +81,16 @@ async fn connection(
 async fn request(
     resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
     router: Router,
+    peer: std::net::SocketAddr,
 ) -> Result<(), String> {
     let (req, mut stream) = resolver
         .resolve_request()
         .await
         .map_err(|e| e.to_string())?;
     let (parts, ()) = req.into_parts();
-    let req = axum::http::Request::from_parts(parts, Body::empty());
+    let mut req = axum::http::Request::from_parts(parts, Body::empty());
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     let resp = match router.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},

@@ -17,6 +17,7 @@ pub mod object;
 mod proxy;
 pub mod signing;
 pub mod upstream;
+mod viewers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,6 +138,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         }
     });
     let metrics = metrics::EdgeMetrics::new(&ctx.metrics);
+    let viewers = Arc::new(viewers::Viewers::default());
     let edge = proxy::Edge::new(
         e.cache.max_bytes.bytes(),
         upstream.clone(),
@@ -145,6 +147,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         e.max_waiters,
         metrics,
         alt_svc,
+        Arc::clone(&viewers),
     );
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -209,6 +212,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
                     streams: Vec::new(),
                     transcode_rtf: None,
                     egress_bps,
+                    viewers: viewers.counts(),
                 }
             },
             |_| {},

@@ -8,12 +8,13 @@
 //! LL-HLS key for 6 s (it stays a true answer to the same question); a plain playlist for at
 //! most half a PART-TARGET; errors are not cached, except a media 404 for one second.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -25,6 +26,7 @@ use crate::metrics::EdgeMetrics;
 use crate::object::{self, Class, Object};
 use crate::signing::{Signer, carry_token};
 use crate::upstream::{Fetched, Upstream, UpstreamError};
+use crate::viewers::Viewers;
 
 /// One cached answer.
 pub(crate) struct Entry {
@@ -72,9 +74,11 @@ pub(crate) struct Edge {
     waiters: Arc<Semaphore>,
     metrics: EdgeMetrics,
     alt_svc: Option<HeaderValue>,
+    viewers: Arc<Viewers>,
 }
 
 impl Edge {
+    #[allow(clippy::too_many_arguments)] // one call site, every part named there
     pub(crate) fn new(
         max_bytes: u64,
         upstream: Upstream,
@@ -83,6 +87,7 @@ impl Edge {
         max_waiters: usize,
         metrics: EdgeMetrics,
         alt_svc: Option<HeaderValue>,
+        viewers: Arc<Viewers>,
     ) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
@@ -97,6 +102,7 @@ impl Edge {
             waiters: Arc::new(Semaphore::new(max_waiters)),
             metrics,
             alt_svc,
+            viewers,
         }
     }
 }
@@ -156,6 +162,12 @@ pub(crate) async fn handle(State(edge): State<Edge>, req: Request) -> Response {
         resp.headers_mut().insert(header::ALT_SVC, alt.clone());
     }
     edge.count(proto, obj.class.as_str(), resp.status().as_u16(), result);
+    if obj.class == Class::Playlist
+        && resp.status().is_success()
+        && let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
+    {
+        edge.viewers.saw(&obj.stream, peer.ip());
+    }
     if let Some(len) = http_body::Body::size_hint(resp.body()).exact() {
         edge.metrics.bytes_out.inc_by(len);
     }

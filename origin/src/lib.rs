@@ -318,6 +318,7 @@ async fn bind_inner(
                     streams: beat_streams.held(),
                     transcode_rtf: slowest_ladder(&registry),
                     egress_bps,
+                    viewers: Vec::new(),
                 }
             },
             move |reply| {
