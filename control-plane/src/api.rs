@@ -207,7 +207,7 @@ pub(crate) async fn login(
     ClientAddr(ip): ClientAddr,
     Body(req): Body<Login>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiError> {
-    if !app.limiter.allowed(&ip) {
+    if !app.limiter.allowed(&ip).await? {
         app.metrics
             .logins
             .with_label_values(&["rate_limited"])
@@ -224,7 +224,7 @@ pub(crate) async fn login(
         .await
         .unwrap_or(false);
     let Some((user, _)) = found.filter(|_| ok) else {
-        app.limiter.fail(&ip);
+        app.limiter.fail(&ip).await?;
         app.metrics.logins.with_label_values(&["failed"]).inc();
         return Err(ApiError::new(
             StreamingErrorCode::Unauthorized,

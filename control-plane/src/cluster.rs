@@ -143,7 +143,7 @@ pub(crate) async fn publish(
 ) -> Result<Json<PublishGrant>, ApiError> {
     let result = |r: &str| app.metrics.publish.with_label_values(&[r]).inc();
     let addr = req.client_addr.clone().unwrap_or_else(|| "unknown".into());
-    if !app.limiter.allowed(&addr) {
+    if !app.limiter.allowed(&addr).await? {
         result("rate_limited");
         return Err(rate_limited());
     }
@@ -151,7 +151,7 @@ pub(crate) async fn publish(
         return Err(ApiError::not_found("node"));
     };
     let Some(user) = app.db.user_by_key(&hash_secret(&req.key)).await? else {
-        app.limiter.fail(&addr);
+        app.limiter.fail(&addr).await?;
         result("bad_key");
         warn!(%addr, protocol = %req.protocol, "publish refused: unknown stream key");
         return Err(ApiError::new(

@@ -571,6 +571,38 @@ impl Db {
             .collect())
     }
 
+    // ---- failed attempts ----
+
+    /// Failures recorded for `addr` since `since_ms`.
+    pub async fn failures_since(&self, addr: &str, since_ms: i64) -> Result<i64> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM auth_failures WHERE addr = $1 AND at > $2")
+                .bind(addr)
+                .bind(since_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+
+    /// Records a failure of `addr` at `at_ms`.
+    pub async fn record_failure(&self, addr: &str, at_ms: i64) -> Result<()> {
+        sqlx::query("INSERT INTO auth_failures (addr, at) VALUES ($1, $2)")
+            .bind(addr)
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes failures recorded before `before_ms`.
+    pub async fn forget_failures_before(&self, before_ms: i64) -> Result<()> {
+        sqlx::query("DELETE FROM auth_failures WHERE at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // ---- nodes ----
 
     /// Registers a node, or refreshes the registration of the same role and name (its id

@@ -77,7 +77,10 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         cluster_secret: config.cluster.secret.clone(),
         heartbeat: cp.heartbeat_interval.get(),
         node_timeout: cp.node_timeout.get(),
-        limiter: Arc::new(limits::Limiter::new(cp.auth_failures_per_minute)),
+        limiter: Arc::new(limits::Limiter::new(
+            db.clone(),
+            cp.auth_failures_per_minute,
+        )),
         metrics: metrics::CpMetrics::new(&ctx.metrics),
     };
     let checks = vec![ReadinessCheck::new("database", move || {

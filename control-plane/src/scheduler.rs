@@ -81,8 +81,6 @@ async fn sweep_once(app: &App) -> Result<(), crate::db::RepoError> {
     let cutoff = now_ms() - app.node_timeout.as_millis() as i64;
     for node in app.db.mark_dead(cutoff).await? {
         warn!(node = %node.name, role = %node.role, "node missed its heartbeats: dead");
-        // A dead edge's viewers are no longer watching through it.
-        app.db.report_viewers(&node.id, &[]).await?;
         let held = app
             .db
             .streams_on_node(
@@ -104,7 +102,10 @@ async fn sweep_once(app: &App) -> Result<(), crate::db::RepoError> {
             app.db.transition(&s.id, to, None).await?;
             info!(stream = %s.name, status = to.as_str(), "its origin died");
         }
+        // A dead edge's viewers are no longer watching through it.
+        app.db.report_viewers(&node.id, &[]).await?;
     }
+    app.limiter.sweep().await?;
     let nodes = app.db.nodes(None).await?;
     app.metrics.nodes.reset();
     for n in nodes {

@@ -878,3 +878,26 @@ async fn the_openapi_document_lists_every_endpoint_and_its_errors() {
     }
     assert!(doc["components"]["securitySchemes"]["token"].is_object());
 }
+
+#[tokio::test]
+async fn replicas_on_one_database_share_the_failure_limit() {
+    let url = common::fresh_postgres().await;
+    let on_shared = |c: &mut Config| {
+        c.control_plane.database.url = Some(potok_config::DatabaseUrl::new(url.clone()));
+        c.control_plane.auth_failures_per_minute = 3;
+    };
+    let a = start(on_shared).await;
+    let b = start(on_shared).await;
+    a.account("alice", "streamer", None).await;
+    let wrong = json!({"username": "alice", "password": "wrong password"});
+    assert_eq!(a.post("/api/v1/sessions", None, wrong.clone()).await.0, 401);
+    assert_eq!(a.post("/api/v1/sessions", None, wrong.clone()).await.0, 401);
+    assert_eq!(b.post("/api/v1/sessions", None, wrong).await.0, 401);
+    // The third failure was on the other replica: both refuse now.
+    let right = json!({"username": "alice", "password": "a long password"});
+    let (s, e) = b.post("/api/v1/sessions", None, right.clone()).await;
+    assert_eq!((s, code(&e)), (429, "RATE_LIMITED"));
+    assert_eq!(a.post("/api/v1/sessions", None, right).await.0, 429);
+    drop((a, b));
+    common::drop_postgres(url.rsplit('/').next().unwrap()).await;
+}

@@ -35,6 +35,7 @@ both!(streams_and_filters, streams_and_filters_body);
 both!(status_machine, status_machine_body);
 both!(nodes, nodes_body);
 both!(viewers, viewers_body);
+both!(failures, failures_body);
 
 async fn users_and_tokens_body(db: &Db) {
     assert_eq!(db.count_users().await.unwrap(), 0);
@@ -384,4 +385,17 @@ async fn viewers_body(db: &Db) {
     db.report_viewers(&e2.id, &watching(4)).await.unwrap();
     let now = db.stream(&s.id).await.unwrap().unwrap();
     assert_eq!((now.current_viewers, now.peak_viewers), (0, 7));
+}
+
+async fn failures_body(db: &Db) {
+    let t = now_ms();
+    assert_eq!(db.failures_since("1.2.3.4", t - 60_000).await.unwrap(), 0);
+    db.record_failure("1.2.3.4", t - 70_000).await.unwrap();
+    db.record_failure("1.2.3.4", t - 1_000).await.unwrap();
+    db.record_failure("1.2.3.4", t).await.unwrap();
+    db.record_failure("5.6.7.8", t).await.unwrap();
+    assert_eq!(db.failures_since("1.2.3.4", t - 60_000).await.unwrap(), 2);
+    db.forget_failures_before(t - 60_000).await.unwrap();
+    assert_eq!(db.failures_since("1.2.3.4", 0).await.unwrap(), 2);
+    assert_eq!(db.failures_since("5.6.7.8", 0).await.unwrap(), 1);
 }
