@@ -708,14 +708,7 @@ pub(crate) async fn ingest(
     Caller(user): Caller,
 ) -> Result<Json<Ingest>, ApiError> {
     require(&user, is_streamer(&user), "only streamers push streams")?;
-    let stream = match app.db.open_stream_of(&user.id).await? {
-        Some(s) if s.status != StreamStatus::Ending => s,
-        Some(s) => {
-            app.db.transition(&s.id, StreamStatus::Ended, None).await?;
-            app.db.create_stream(&user, &default_meta(&user)).await?
-        }
-        None => app.db.create_stream(&user, &default_meta(&user)).await?,
-    };
+    let stream = current_stream(&app, &user).await?;
     let node = scheduler::pick_origin(&app, &stream).await?;
     Ok(Json(Ingest {
         stream_id: stream.id,
@@ -729,7 +722,20 @@ pub(crate) async fn ingest(
     }))
 }
 
-pub(crate) fn default_meta(user: &User) -> StreamMeta {
+/// The streamer's stream a push feeds: the open one, or a new one in `starting` (a stream
+/// being stopped ends now and a new one begins).
+pub(crate) async fn current_stream(app: &App, user: &User) -> Result<Stream, ApiError> {
+    match app.db.open_stream_of(&user.id).await? {
+        Some(s) if s.status != StreamStatus::Ending => Ok(s),
+        Some(s) => {
+            app.db.transition(&s.id, StreamStatus::Ended, None).await?;
+            Ok(app.db.create_stream(user, &default_meta(user)).await?)
+        }
+        None => Ok(app.db.create_stream(user, &default_meta(user)).await?),
+    }
+}
+
+fn default_meta(user: &User) -> StreamMeta {
     StreamMeta {
         title: format!("{} live", user.username),
         description: String::new(),

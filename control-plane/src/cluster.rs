@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use tracing::{info, warn};
 
 use crate::App;
-use crate::api::{Body, bearer, default_meta, rate_limited};
+use crate::api::{Body, bearer, current_stream, rate_limited};
 use crate::error::{ApiError, StreamingErrorCode};
 use crate::model::{StreamStatus, now_ms};
 use crate::secrets::{constant_time_eq, hash_secret};
@@ -159,14 +159,7 @@ pub(crate) async fn publish(
             "stream key not accepted",
         ));
     };
-    let stream = match app.db.open_stream_of(&user.id).await? {
-        Some(s) if s.status != StreamStatus::Ending => s,
-        Some(s) => {
-            app.db.transition(&s.id, StreamStatus::Ended, None).await?;
-            app.db.create_stream(&user, &default_meta(&user)).await?
-        }
-        None => app.db.create_stream(&user, &default_meta(&user)).await?,
-    };
+    let stream = current_stream(&app, &user).await?;
     let elsewhere = stream.origin_node_id.as_ref().filter(|id| {
         **id != node.id && matches!(stream.status, StreamStatus::Live | StreamStatus::Paused)
     });
