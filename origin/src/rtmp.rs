@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use potok_service::http::accept_loop;
 
-use crate::auth::{AuthError, PublishAuth, Request};
+use crate::auth::{AuthError, Grant, PublishAuth, Request};
 use crate::metrics::OriginMetrics;
 use crate::streams::{PublishError, PublishSession, StreamMetadata, Streams};
 
@@ -41,9 +41,13 @@ pub(crate) struct Ingest {
 }
 
 impl Ingest {
-    /// Whether one more publisher fits (`origin.max_streams`).
-    pub(crate) fn has_room(&self) -> bool {
-        self.max_streams == 0 || self.streams.publishing() < self.max_streams as usize
+    /// Decides a publish from any protocol: a full origin (`origin.max_streams`) refuses
+    /// before the key is even looked at; otherwise the authorizer answers.
+    pub(crate) async fn authorize(&self, req: Request<'_>) -> Result<Grant, AuthError> {
+        if self.max_streams > 0 && self.streams.publishing() >= self.max_streams as usize {
+            return Err(AuthError::AtCapacity);
+        }
+        self.auth.authorize(req).await
     }
 }
 
@@ -297,19 +301,15 @@ impl Conn<'_> {
                 }
                 // OBS and others may append a query string to the key.
                 let key = stream_key.split('?').next().unwrap_or_default();
-                let authorized = if self.ingest.has_room() {
-                    self.ingest
-                        .auth
-                        .authorize(Request {
-                            app: &app_name,
-                            key,
-                            protocol: self.protocol,
-                            client: self.client,
-                        })
-                        .await
-                } else {
-                    Err(AuthError::AtCapacity)
-                };
+                let authorized = self
+                    .ingest
+                    .authorize(Request {
+                        app: &app_name,
+                        key,
+                        protocol: self.protocol,
+                        client: self.client,
+                    })
+                    .await;
                 let grant = match authorized {
                     Ok(grant) => grant,
                     Err(e) => {

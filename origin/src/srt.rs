@@ -132,19 +132,14 @@ async fn caller(
             .await;
         return Err("playback over SRT is not offered".into());
     }
-    let authorized = if ingest.has_room() {
-        ingest
-            .auth
-            .authorize(Request {
-                app: &wanted.app,
-                key: &wanted.key,
-                protocol: "srt",
-                client: Some(request.remote().ip()),
-            })
-            .await
-    } else {
-        Err(AuthError::AtCapacity)
-    };
+    let authorized = ingest
+        .authorize(Request {
+            app: &wanted.app,
+            key: &wanted.key,
+            protocol: "srt",
+            client: Some(request.remote().ip()),
+        })
+        .await;
     let grant = match authorized {
         Ok(grant) => grant,
         Err(e) => {
