@@ -138,6 +138,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         }
     });
     let metrics = metrics::EdgeMetrics::new(&ctx.metrics);
+    let bytes_out = metrics.bytes_out.clone();
     let viewers = Arc::new(viewers::Viewers::default());
     let edge = proxy::Edge::new(
         e.cache.max_bytes.bytes(),
@@ -194,42 +195,21 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         max_streams: 0,
     };
     let mut cpu = potok_service::cluster::CpuMeter::new();
-    let bytes_out = edge_bytes_out(ctx);
-    let mut last_out = (std::time::Instant::now(), bytes_out());
+    let mut egress = potok_service::cluster::RateMeter::new(bytes_out);
     Ok(server.with_task("cluster", None, move |shutdown| {
         potok_service::cluster::keep_registered(
             cp,
             register,
             Arc::new(std::sync::RwLock::new(None)),
-            move || {
-                let now = std::time::Instant::now();
-                let out = bytes_out();
-                let secs = now.duration_since(last_out.0).as_secs_f64().max(1e-3);
-                let egress_bps = (out.saturating_sub(last_out.1) as f64 / secs) as u64;
-                last_out = (now, out);
-                potok_config::wire::Heartbeat {
-                    cpu: cpu.sample(),
-                    streams: Vec::new(),
-                    transcode_rtf: None,
-                    egress_bps,
-                    viewers: viewers.counts(),
-                }
+            move || potok_config::wire::Heartbeat {
+                cpu: cpu.sample(),
+                streams: Vec::new(),
+                transcode_rtf: None,
+                egress_bps: egress.sample(),
+                viewers: viewers.counts(),
             },
             |_| {},
             shutdown,
         )
     }))
-}
-
-/// Reads the edge's bytes-sent counter from the registry.
-fn edge_bytes_out(ctx: &RoleContext) -> impl Fn() -> u64 + Send + 'static {
-    let registry = ctx.metrics.registry().clone();
-    move || {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "potok_edge_bytes_out_total")
-            .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
-            .sum::<f64>() as u64
-    }
 }

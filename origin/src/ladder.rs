@@ -87,6 +87,11 @@ impl TranscodeSetup {
         })
     }
 
+    /// The lowest real-time factor among the running ladders (heartbeats).
+    pub(crate) fn slowest_ladder(&self) -> Option<f64> {
+        self.metrics.slowest_realtime_factor()
+    }
+
     pub(crate) fn enabled_for(&self, stream: &str) -> bool {
         self.per_stream.get(stream).copied().unwrap_or(self.enabled)
     }

@@ -39,16 +39,6 @@ use tracing::warn;
 
 use crate::auth::{PublishAuth, StaticKeys};
 
-/// The lowest real-time factor among this process's ladders, from the metrics registry.
-fn slowest_ladder(registry: &prometheus::Registry) -> Option<f64> {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == "potok_transcode_realtime_factor")
-        .flat_map(|f| f.get_metric().iter().map(|m| m.get_gauge().get_value()))
-        .min_by(f64::total_cmp)
-}
-
 /// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -292,34 +282,25 @@ async fn bind_inner(
         srt_url: url("srt", Some(srt_addr), ""),
         max_streams: o.max_streams,
     };
-    let registry = ctx.metrics.registry().clone();
     let beat_streams = Arc::clone(&streams);
     let kick_streams = streams;
-    let bytes_out = metrics.bytes_out.clone();
     let mut cpu = potok_service::cluster::CpuMeter::new();
-    let mut last_out = (std::time::Instant::now(), bytes_out.get());
+    let mut egress = potok_service::cluster::RateMeter::new(metrics.bytes_out.clone());
     Ok(server.with_task("cluster", None, move |shutdown| {
         potok_service::cluster::keep_registered(
             cp,
             register,
             node_id,
-            move || {
-                let now = std::time::Instant::now();
-                let out = bytes_out.get();
-                let secs = now.duration_since(last_out.0).as_secs_f64();
-                let egress_bps = if secs > 0.0 {
-                    (out.saturating_sub(last_out.1) as f64 / secs) as u64
-                } else {
-                    0
-                };
-                last_out = (now, out);
-                potok_config::wire::Heartbeat {
-                    cpu: cpu.sample(),
-                    streams: beat_streams.held(),
-                    transcode_rtf: slowest_ladder(&registry),
-                    egress_bps,
-                    viewers: Vec::new(),
-                }
+            move || potok_config::wire::Heartbeat {
+                cpu: cpu.sample(),
+                streams: beat_streams.held(),
+                transcode_rtf: beat_streams
+                    .settings()
+                    .transcode
+                    .as_ref()
+                    .and_then(|t| t.slowest_ladder()),
+                egress_bps: egress.sample(),
+                viewers: Vec::new(),
             },
             move |reply| {
                 for name in reply.stop {

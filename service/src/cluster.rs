@@ -208,6 +208,34 @@ pub async fn keep_registered(
     }
 }
 
+/// How fast a byte counter grows between calls (heartbeat egress), in bytes per second.
+pub struct RateMeter {
+    counter: prometheus::IntCounter,
+    last: (std::time::Instant, u64),
+}
+
+impl RateMeter {
+    /// Starts measuring `counter` now.
+    pub fn new(counter: prometheus::IntCounter) -> Self {
+        let last = (std::time::Instant::now(), counter.get());
+        RateMeter { counter, last }
+    }
+
+    /// Bytes per second since the previous call.
+    pub fn sample(&mut self) -> u64 {
+        let now = std::time::Instant::now();
+        let value = self.counter.get();
+        let secs = now.duration_since(self.last.0).as_secs_f64();
+        let rate = if secs > 0.0 {
+            (value.saturating_sub(self.last.1) as f64 / secs) as u64
+        } else {
+            0
+        };
+        self.last = (now, value);
+        rate
+    }
+}
+
 /// CPU used by this process between calls, in cores (from `/proc/self/stat`; 0 elsewhere).
 pub struct CpuMeter {
     last: Option<(std::time::Instant, u64)>,

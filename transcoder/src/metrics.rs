@@ -87,6 +87,16 @@ impl TranscodeMetrics {
         }
     }
 
+    /// The lowest real-time factor among the running ladders, if any runs.
+    pub fn slowest_realtime_factor(&self) -> Option<f64> {
+        use prometheus::core::Collector;
+        self.realtime
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric().iter().map(|m| m.get_gauge().get_value()))
+            .min_by(f64::total_cmp)
+    }
+
     /// Records the encoder choice.
     pub fn set_encoder(&self, encoder: &str, requested: &str) {
         self.encoder.with_label_values(&[encoder, requested]).set(1);
