@@ -325,26 +325,8 @@ async fn in_potok_all_a_key_from_the_api_publishes_and_the_demo_key_still_works(
     let demo_key = app.demo_key().unwrap().expose().to_owned();
     let served = Served::start(app);
 
-    for (name, role) in [("root", "admin"), ("alice", "streamer")] {
-        let (s, v) = call(
-            cp,
-            "POST",
-            "/api/v1/users",
-            None,
-            Some(json!({"username": name, "password": "a long password", "role": role})),
-        )
-        .await;
-        assert_eq!(s, 201, "{v}");
-    }
-    let (_, session) = call(
-        cp,
-        "POST",
-        "/api/v1/sessions",
-        None,
-        Some(json!({"username": "alice", "password": "a long password"})),
-    )
-    .await;
-    let token = session["token"].as_str().unwrap().to_owned();
+    common::account(cp, "root", "admin").await;
+    let token = common::account(cp, "alice", "streamer").await;
     let (_, key) = call(
         cp,
         "POST",
@@ -355,40 +337,7 @@ async fn in_potok_all_a_key_from_the_api_publishes_and_the_demo_key_still_works(
     .await;
     let key = key["key"].as_str().unwrap().to_owned();
 
-    let push = |key: &str| {
-        std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x180:rate=30",
-                "-t",
-                "30",
-            ])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "60",
-            ])
-            .args([
-                "-pix_fmt",
-                "yuv420p",
-                "-f",
-                "flv",
-                &format!("rtmp://{rtmp}/live/{key}"),
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("ffmpeg not found: run scripts/setup")
-    };
+    let push = |key: &str| common::push(&format!("rtmp://{rtmp}/live/{key}"), "320x180", 30);
     // The origin registers with the in-process control plane first; publishing before
     // that is refused, so retry until the playlist appears.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

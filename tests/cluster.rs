@@ -16,11 +16,11 @@ mod rtmp_client;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::call;
 use common::process::Running;
+use common::{account, call, push};
 use serde_json::json;
 
 const POTOK: &str = env!("CARGO_BIN_EXE_potok");
@@ -124,31 +124,6 @@ async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> O
     }
 }
 
-fn push(url: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-t",
-            "120",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg not found: run scripts/setup")
-}
-
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -192,29 +167,8 @@ async fn a_stream_survives_its_origin_dying() {
     let cp_url = format!("http://{cp_addr}");
 
     // Accounts: the first is the admin; alice streams.
-    let account = async |name: &str, role: &str| {
-        let (s, v) = call(
-            cp_addr,
-            "POST",
-            "/api/v1/users",
-            None,
-            Some(json!({"username": name, "password": "a long password", "role": role})),
-        )
-        .await;
-        assert_eq!(s, 201, "{v}");
-        let (s, v) = call(
-            cp_addr,
-            "POST",
-            "/api/v1/sessions",
-            None,
-            Some(json!({"username": name, "password": "a long password"})),
-        )
-        .await;
-        assert_eq!(s, 201, "{v}");
-        v["token"].as_str().unwrap().to_owned()
-    };
-    let admin = account("root", "admin").await;
-    let alice = account("alice", "streamer").await;
+    let admin = account(cp_addr, "root", "admin").await;
+    let alice = account(cp_addr, "alice", "streamer").await;
     let (_, key) = call(
         cp_addr,
         "POST",
@@ -262,7 +216,7 @@ async fn a_stream_survives_its_origin_dying() {
     };
     let first_origin = ingest["origin"].as_str().unwrap().to_owned();
     let rtmp = ingest["rtmp_url"].as_str().unwrap().to_owned();
-    let mut pusher = Killed(push(&format!("{rtmp}/{key}")));
+    let mut pusher = Killed(push(&format!("{rtmp}/{key}"), "640x360", 120));
 
     // The player reads through the edge.
     let playlist = "/live/alice/source/index.m3u8";
@@ -336,7 +290,7 @@ async fn a_stream_survives_its_origin_dying() {
     .await;
     let rtmp = ingest["rtmp_url"].as_str().unwrap().to_owned();
     let repushed_at = Instant::now();
-    let mut pusher = Killed(push(&format!("{rtmp}/{key}")));
+    let mut pusher = Killed(push(&format!("{rtmp}/{key}"), "640x360", 120));
     let last_before = *before.last().unwrap();
     let after = until(
         Duration::from_secs(10),

@@ -86,6 +86,64 @@ pub async fn call(
     (status, v)
 }
 
+/// Creates an account on the control plane at `cp` (password "a long password") and logs
+/// in; returns its API token.
+pub async fn account(cp: SocketAddr, name: &str, role: &str) -> String {
+    let password = "a long password";
+    let (s, v) = call(
+        cp,
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(serde_json::json!({"username": name, "password": password, "role": role})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(
+        cp,
+        "POST",
+        "/api/v1/sessions",
+        None,
+        Some(serde_json::json!({"username": name, "password": password})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// ffmpeg pushing `seconds` of a `size` test pattern (x264, keyframe every 2 s) with a tone
+/// (AAC) in real time as FLV to `url`; silent.
+pub fn push(url: &str, size: &str, seconds: u32) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(["-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg not found: run scripts/setup")
+}
+
 /// A loopback port nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
