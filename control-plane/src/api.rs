@@ -103,8 +103,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-fn require(user: &User, ok: bool, why: &str) -> Result<(), ApiError> {
-    let _ = user;
+fn require(ok: bool, why: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
@@ -355,7 +354,7 @@ pub(crate) async fn create_key(
     State(app): State<App>,
     Caller(user): Caller,
 ) -> Result<(StatusCode, Json<NewKey>), ApiError> {
-    require(&user, is_streamer(&user), "only streamers have stream keys")?;
+    require(is_streamer(&user), "only streamers have stream keys")?;
     Ok((StatusCode::CREATED, Json(issue_key(&app, &user).await?)))
 }
 
@@ -470,7 +469,7 @@ pub(crate) async fn create_stream(
     Caller(user): Caller,
     Body(req): Body<NewStream>,
 ) -> Result<(StatusCode, Json<Stream>), ApiError> {
-    require(&user, is_streamer(&user), "only streamers have streams")?;
+    require(is_streamer(&user), "only streamers have streams")?;
     let meta = StreamMeta {
         title: req.title.trim().to_owned(),
         description: req.description,
@@ -707,7 +706,7 @@ pub(crate) async fn ingest(
     State(app): State<App>,
     Caller(user): Caller,
 ) -> Result<Json<Ingest>, ApiError> {
-    require(&user, is_streamer(&user), "only streamers push streams")?;
+    require(is_streamer(&user), "only streamers push streams")?;
     let stream = current_stream(&app, &user).await?;
     let node = scheduler::pick_origin(&app, &stream).await?;
     Ok(Json(Ingest {
@@ -752,7 +751,7 @@ pub(crate) async fn list_nodes(
     State(app): State<App>,
     Caller(user): Caller,
 ) -> Result<Json<Vec<Node>>, ApiError> {
-    require(&user, user.role == UserRole::Admin, "admins only")?;
+    require(user.role == UserRole::Admin, "admins only")?;
     Ok(Json(app.db.nodes(None).await?))
 }
 

@@ -38,10 +38,6 @@ fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(s)
 }
 
-fn sql_checked(s: String) -> sqlx::AssertSqlSafe<String> {
-    sql(s)
-}
-
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The database.
@@ -457,10 +453,10 @@ impl Db {
             Some(_) => ", origin_node_id = $4",
             None => "",
         };
-        let sql = format!(
+        let update = format!(
             "UPDATE streams SET status = $1, status_changed_at = $2{started}{ended}{origin_set} WHERE id = $3 AND status IN ({list})"
         );
-        let mut q = sqlx::query(sql_checked(sql))
+        let mut q = sqlx::query(sql(update))
             .bind(to.as_str())
             .bind(now)
             .bind(id);
