@@ -901,3 +901,42 @@ async fn replicas_on_one_database_share_the_failure_limit() {
     drop((a, b));
     common::drop_postgres(url.rsplit('/').next().unwrap()).await;
 }
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_get_clear_errors() {
+    let cp = start(|_| {}).await;
+    // 3 MiB of JSON: refused before it is parsed (the body limit is 2 MiB).
+    let big = json!({"username": "x".repeat(3 << 20), "password": "a long password"});
+    let (s, e) = cp.post("/api/v1/users", None, big).await;
+    assert_eq!((s, code(&e)), (422, "VALIDATION_FAILED"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("limit"), "{e}");
+    // Not JSON at all, and JSON of the wrong shape.
+    let (s, e) = cp
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some(json!("just a string")),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (422, "VALIDATION_FAILED"));
+    let (s, e) = cp
+        .post(
+            "/api/v1/cluster/publish",
+            Some(SECRET),
+            json!({"node_id": 1}),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (422, "VALIDATION_FAILED"));
+    // Nothing was created.
+    assert_eq!(
+        cp.post(
+            "/api/v1/sessions",
+            None,
+            json!({"username": "x", "password": "a long password"})
+        )
+        .await
+        .0,
+        401
+    );
+}
