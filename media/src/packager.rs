@@ -276,8 +276,40 @@ impl Packager {
             // the sample keeps at most that duration and the timeline keeps a gap.
             let d = (time - prev_time).min(u64::from(self.cfg.part_target));
             self.place_video(prev_time, d, prev, out);
+            self.decide_boundary(time, au.keyframe, out);
         }
         self.pending = Some((time, au));
+    }
+
+    /// Whether a video sample at `time` (lasting at most `duration`) starts a new segment.
+    fn cuts_segment(&self, time: u64, keyframe: bool, duration: u64) -> bool {
+        let seg_dur = time.saturating_sub(self.segment_start);
+        let keyframe_cut = keyframe && seg_dur >= u64::from(self.cfg.segment_target);
+        // Without a keyframe in time, cut before EXTINF would round above the target.
+        let forced_cut = time + duration - self.segment_start > self.cfg.max_segment();
+        keyframe_cut || forced_cut
+    }
+
+    /// At a part boundary (the last part was closed early and nothing is buffered), the
+    /// next part's name is published at once as the preload hint: `msn.N` if the held
+    /// sample continues the segment, `{msn+1}.0` if it starts the next one. Decide now,
+    /// from what is known of the held sample (its time and whether it is a keyframe; its
+    /// duration is at most a part target), and end the segment now if it ends here, so
+    /// that a hinted part always comes into existence. Placing the held sample later then
+    /// finds the same answer (an empty part after a decided boundary is never cut again).
+    fn decide_boundary(
+        &mut self,
+        next_time: u64,
+        next_keyframe: bool,
+        out: &mut Vec<PackagerEvent>,
+    ) {
+        let part_empty = self.video.as_ref().is_none_or(|t| t.samples.is_empty());
+        if part_empty
+            && self.segment_has_parts
+            && self.cuts_segment(next_time, next_keyframe, u64::from(self.cfg.part_target))
+        {
+            self.close_segment(out);
+        }
     }
 
     /// Places a video sample whose duration is now known: cuts before it where the rules
@@ -290,12 +322,8 @@ impl Packager {
         out: &mut Vec<PackagerEvent>,
     ) {
         let part_empty = self.video.as_ref().is_none_or(|t| t.samples.is_empty());
-        let seg_dur = time.saturating_sub(self.segment_start);
         if self.segment_has_parts || !part_empty {
-            let keyframe_cut = au.keyframe && seg_dur >= u64::from(self.cfg.segment_target);
-            // Without a keyframe in time, cut before EXTINF would round above the target.
-            let forced_cut = time + duration - self.segment_start > self.cfg.max_segment();
-            if keyframe_cut || forced_cut {
+            if self.cuts_segment(time, au.keyframe, duration) {
                 self.close_part(time, out);
                 self.close_segment(out);
             } else if !part_empty
@@ -473,5 +501,95 @@ impl Packager {
         self.part_index = 0;
         self.segment_has_parts = false;
         self.segment_start = self.part_start;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aac::AacConfig;
+
+    fn aac() -> CodecConfig {
+        CodecConfig::Aac(AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).unwrap())
+    }
+
+    fn video(i: i64, interval: i64, keyframe: bool) -> AccessUnit {
+        AccessUnit {
+            track: TrackKind::Video,
+            dts: i * interval,
+            pts: i * interval,
+            keyframe,
+            data: Bytes::from_static(&[0; 10]),
+        }
+    }
+
+    /// A packager whose only track is treated as video: the frame logic does not look at
+    /// the codec configuration, so the AAC record stands in for one here.
+    fn packager() -> Packager {
+        let mut p = Packager::new(
+            PackagerConfig {
+                part_target: 18_000,
+                segment_target: 180_000,
+            },
+            &[aac()],
+            Continuation::default(),
+        );
+        // Move the track into the video slot.
+        p.video = p.audio.take();
+        p
+    }
+
+    fn names(events: &[PackagerEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                PackagerEvent::Part(p) => format!("{}.{}", p.msn, p.index),
+                PackagerEvent::SegmentEnd { msn, .. } => format!("end {msn}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_segment_ends_with_its_last_part_when_the_held_frame_is_the_cutting_keyframe() {
+        // 10 fps: two frames fill a 200 ms part, so part 9 closes early, as soon as frame
+        // 19's successor arrives. That successor is the keyframe at 2 s: the segment ends in
+        // the same step, and the next part is 1.0, never 0.10.
+        let mut p = packager();
+        let mut seen = Vec::new();
+        for i in 0..20 {
+            seen.extend(names(&p.push(video(i, 9000, i == 0))));
+        }
+        assert_eq!(seen.last().map(String::as_str), Some("0.8"));
+        assert_eq!(names(&p.push(video(20, 9000, true))), ["0.9", "end 0"]);
+        assert_eq!(names(&p.push(video(21, 9000, false))), Vec::<String>::new());
+        assert_eq!(names(&p.push(video(22, 9000, false))), ["1.0"]);
+    }
+
+    #[test]
+    fn a_held_frame_that_continues_the_segment_goes_into_the_next_part() {
+        // The same boundary without a keyframe: the part after 0.9 is 0.10.
+        let mut p = packager();
+        for i in 0..20 {
+            p.push(video(i, 9000, i == 0));
+        }
+        assert_eq!(names(&p.push(video(20, 9000, false))), ["0.9"]);
+        assert_eq!(names(&p.push(video(22, 9000, false))), ["0.10"]);
+    }
+
+    #[test]
+    fn without_keyframes_a_boundary_is_cut_early_enough_for_any_next_duration() {
+        // 25 fps (3600 ticks), 2.5 s at most per segment: the part boundary at 2.4 s is
+        // followed by a frame that might last a whole part, so the segment ends there.
+        let mut p = packager();
+        let mut seen = Vec::new();
+        for i in 0..=61 {
+            seen.extend(names(&p.push(video(i, 3600, i == 0))));
+        }
+        let end = seen.iter().position(|n| n == "end 0").unwrap();
+        assert_eq!(seen[end - 1], "0.11");
+        match p.finish().first() {
+            Some(PackagerEvent::Part(part)) => assert_eq!((part.msn, part.index), (1, 0)),
+            other => panic!("{other:?}"),
+        }
     }
 }
