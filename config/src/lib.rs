@@ -163,8 +163,18 @@ pub struct HttpConfig {
     /// Most connections one listener keeps open; further clients wait in the kernel's
     /// accept queue until one closes.
     pub max_connections: usize,
-    /// Time a client has to send a request's complete headers (slowloris guard).
+    /// Time a client has to send a request's complete headers (slowloris guard). A new
+    /// connection (plain, after TLS, or HTTP/2 prior knowledge) must also send its first
+    /// byte within this time, or it is closed.
     pub header_read_timeout: HumanDuration,
+    /// A connection on which no byte moves in either direction for this long is closed
+    /// (idle keep-alive, idle HTTP/2 without streams, stalled peers). Keep it above the
+    /// longest held request (3 × `origin.hls.segment_target`).
+    pub idle_timeout: HumanDuration,
+    /// Most connections one client address keeps open on one listener (IPv6: per /64);
+    /// further connections from it are closed at once. 0: no per-address limit. Viewers
+    /// behind one NAT share an address, so keep this well above a household's players.
+    pub max_connections_per_address: usize,
     /// Largest request head (request line + headers) accepted.
     pub max_header_bytes: ByteSize,
     /// How long `/readyz` waits for each dependency check before calling it failed.
@@ -176,6 +186,8 @@ impl Default for HttpConfig {
         HttpConfig {
             max_connections: 10_000,
             header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(60),
+            max_connections_per_address: 1024,
             max_header_bytes: ByteSize::kib(64),
             readiness_timeout: HumanDuration::secs(2),
         }
@@ -200,9 +212,17 @@ pub struct OriginConfig {
     pub tls: TlsConfig,
     /// Most simultaneous RTMP connections (publishers and connection attempts).
     pub max_ingest_connections: usize,
-    /// Time a publisher has to finish the RTMP handshake and start publishing, and the
-    /// longest silence tolerated from a publishing connection.
+    /// Most simultaneous RTMP connections from one client address (IPv6: per /64); more are
+    /// closed at once. 0: no per-address limit. Raise it for a restreaming service or a
+    /// proxy that publishes many streams from one address.
+    pub max_ingest_connections_per_address: usize,
+    /// Time a publisher has, from the TCP accept, to finish the TLS and RTMP handshakes,
+    /// `connect` and have its `publish` accepted (one deadline for the whole phase, not per
+    /// read), and the longest silence tolerated from a publishing connection.
     pub ingest_timeout: HumanDuration,
+    /// Largest RTMP message (and chunk size) a publishing connection may send, after its
+    /// publish was accepted. Before that, only 64 KiB is allowed, enough for the commands.
+    pub max_rtmp_message_bytes: ByteSize,
     /// LL-HLS packaging.
     pub hls: HlsConfig,
     /// Streams and their keys, accepted besides the keys streamers create through the
@@ -229,7 +249,9 @@ impl Default for OriginConfig {
             srt: SrtConfig::default(),
             tls: TlsConfig::default(),
             max_ingest_connections: 1000,
+            max_ingest_connections_per_address: 32,
             ingest_timeout: HumanDuration::secs(10),
+            max_rtmp_message_bytes: ByteSize::mib(8),
             hls: HlsConfig::default(),
             streams: Vec::new(),
             archive: ArchiveConfig::default(),
@@ -550,7 +572,18 @@ pub struct ControlPlaneConfig {
     pub node_timeout: HumanDuration,
     /// Failed logins and refused stream keys allowed per client address per minute; beyond
     /// it every attempt from that address is refused (429) until the minute has passed.
+    /// Attempts are counted before they are judged, so parallel requests cannot pass it.
     pub auth_failures_per_minute: u32,
+    /// Accounts created per client address per hour; beyond it sign-ups from that address
+    /// get 429 until the hour has passed.
+    pub signups_per_hour: u32,
+    /// Password hashes (argon2id, 19 MiB each) computed at once; 0 means one per core.
+    /// Logins and sign-ups beyond it wait in a queue.
+    pub password_hash_concurrency: u32,
+    /// Logins and sign-ups that may wait for a hashing slot; past it they are refused at
+    /// once with 503 `SERVICE_BUSY` (memory stays bounded by the concurrency, whatever the
+    /// load).
+    pub password_hash_queue: u32,
 }
 
 impl Default for ControlPlaneConfig {
@@ -561,6 +594,9 @@ impl Default for ControlPlaneConfig {
             heartbeat_interval: HumanDuration::secs(2),
             node_timeout: HumanDuration::secs(6),
             auth_failures_per_minute: 10,
+            signups_per_hour: 20,
+            password_hash_concurrency: 0,
+            password_hash_queue: 64,
         }
     }
 }

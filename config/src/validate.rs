@@ -62,6 +62,12 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(600),
         );
+        v.duration(
+            "http.idle_timeout",
+            self.http.idle_timeout.get(),
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
         v.size(
             "http.max_header_bytes",
             self.http.max_header_bytes,
@@ -115,6 +121,12 @@ impl Config {
             if o.max_ingest_connections == 0 {
                 v.add("origin.max_ingest_connections", "must be at least 1");
             }
+            v.size(
+                "origin.max_rtmp_message_bytes",
+                o.max_rtmp_message_bytes,
+                ByteSize::kib(64),
+                ByteSize::mib(16),
+            );
             v.duration(
                 "origin.ingest_timeout",
                 o.ingest_timeout.get(),
@@ -361,6 +373,12 @@ impl Config {
                     "control_plane.auth_failures_per_minute",
                     "must be at least 1",
                 );
+            }
+            if cp.signups_per_hour == 0 {
+                v.add("control_plane.signups_per_hour", "must be at least 1");
+            }
+            if cp.password_hash_concurrency > 256 {
+                v.add("control_plane.password_hash_concurrency", "must be 0-256");
             }
             if self.control_plane.database.max_connections == 0 {
                 v.add(

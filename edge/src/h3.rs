@@ -14,11 +14,14 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tracing::{Instrument, debug, info, info_span};
 
-/// Serves `endpoint` until `shutdown`, at most `max_connections` QUIC connections at once.
+/// Serves `endpoint` until `shutdown`, at most `max_connections` QUIC connections at once
+/// and `per_address`'s limit from one client address. Idle connections are closed by
+/// QUIC's own idle timeout (set from `http.idle_timeout` when the endpoint is made).
 pub(crate) async fn serve(
     endpoint: quinn::Endpoint,
     router: Router,
     max_connections: usize,
+    per_address: potok_service::http::PerAddress,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -32,6 +35,10 @@ pub(crate) async fn serve(
             continue;
         };
         let peer = incoming.remote_address();
+        let Some(address) = per_address.try_take(peer.ip()) else {
+            incoming.refuse();
+            continue;
+        };
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(
@@ -40,6 +47,7 @@ pub(crate) async fn serve(
                     debug!(error = %e, "HTTP/3 connection ended");
                 }
                 drop(permit);
+                drop(address);
             }
             .instrument(info_span!("h3", %peer)),
         );

@@ -91,14 +91,21 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
             let quic_tls = tls::server_config(m, &[b"h3"]).map_err(StartError::Tls)?;
             let quic = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
                 .map_err(|err| StartError::Tls(err.to_string()))?;
+            let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+            // An HTTP/3 connection with no packets for `http.idle_timeout` is closed, like
+            // the TCP listeners' idle connections (this also bounds the handshake).
+            let mut transport = quinn::TransportConfig::default();
+            transport.max_idle_timeout(
+                quinn::IdleTimeout::try_from(config.http.idle_timeout.get()).ok(),
+            );
+            server_config.transport_config(Arc::new(transport));
             let endpoint =
-                quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(quic)), udp_addr)
-                    .map_err(|source| BindError {
-                        role: Role::Edge,
-                        field: "edge.https_listen",
-                        addr: udp_addr,
-                        source,
-                    })?;
+                quinn::Endpoint::server(server_config, udp_addr).map_err(|source| BindError {
+                    role: Role::Edge,
+                    field: "edge.https_listen",
+                    addr: udp_addr,
+                    source,
+                })?;
             let tcp_tls = tls::server_config(m, &[b"h2", b"http/1.1"]).map_err(StartError::Tls)?;
             Some((
                 tcp,
@@ -172,10 +179,12 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         let router = server.router();
         let udp = endpoint.local_addr().ok();
         let max = config.http.max_connections;
+        let per_address =
+            potok_service::http::PerAddress::new(config.http.max_connections_per_address);
         server = server
             .with_tls("https", tcp, acceptor)
             .with_task("h3", udp, move |shutdown| {
-                h3::serve(endpoint, router, max, shutdown)
+                h3::serve(endpoint, router, max, per_address, shutdown)
             });
     }
     let Some(cp) = control_plane else {
@@ -193,6 +202,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         rtmps_url: None,
         srt_url: None,
         max_streams: 0,
+        reserved_names: Vec::new(),
     };
     let mut cpu = potok_service::cluster::CpuMeter::new();
     let mut egress = potok_service::cluster::RateMeter::new(bytes_out);

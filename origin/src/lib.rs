@@ -184,6 +184,7 @@ async fn bind_inner(
         metrics: metrics.clone(),
         timeout: o.ingest_timeout.get(),
         max_connections: o.max_ingest_connections,
+        per_address: potok_service::http::PerAddress::new(o.max_ingest_connections_per_address),
         srt_passphrases: o
             .streams
             .iter()
@@ -281,6 +282,8 @@ async fn bind_inner(
         rtmps_url: url("rtmps", rtmps_addr, "/live"),
         srt_url: url("srt", Some(srt_addr), ""),
         max_streams: o.max_streams,
+        // Configured names (and `potok all`'s demo stream) belong to configuration.
+        reserved_names: o.streams.iter().map(|s| s.name.clone()).collect(),
     };
     let beat_streams = Arc::clone(&streams);
     let kick_streams = streams;

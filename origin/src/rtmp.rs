@@ -32,6 +32,8 @@ pub(crate) struct Ingest {
     pub(crate) metrics: OriginMetrics,
     pub(crate) timeout: Duration,
     pub(crate) max_connections: usize,
+    /// Open connections per client address.
+    pub(crate) per_address: potok_service::http::PerAddress,
     /// SRT passphrases of streams that have their own.
     pub(crate) srt_passphrases: std::collections::HashMap<String, potok_config::Secret>,
     /// Highest SRT input rate, bits per second over 5 s.
@@ -73,6 +75,8 @@ pub(crate) async fn serve(
     accept_loop(
         &listener,
         ingest.max_connections,
+        0,
+        &ingest.per_address,
         &shutdown,
         |socket, peer, permit| {
             let ingest = Arc::clone(&ingest);

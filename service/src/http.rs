@@ -2,15 +2,30 @@
 //! `axum::Router`.
 //!
 //! Limits: a connection permit is taken *before* `accept`, so at most `max_connections`
-//! sockets are open and the rest wait in the kernel's backlog; request heads must arrive
-//! within `header_read_timeout` and fit in `max_header_bytes`. On shutdown the listener is
-//! closed at once and open connections finish their in-flight requests (HTTP/1.1 keep-alive
-//! is turned off, HTTP/2 gets GOAWAY); the caller bounds the wait with the drain deadline.
+//! sockets are open and the rest wait in the kernel's backlog; one client address may hold at
+//! most `max_connections_per_address` of them (IPv6: per /64); request heads must arrive
+//! within `header_read_timeout` and fit in `max_header_bytes`. Every connection must send its
+//! first byte within `header_read_timeout` (hyper's own head timer only starts once the
+//! protocol is known, and the HTTP/1-or-2 detection waits for bytes forever) and is closed
+//! when no byte moves either way for `idle_timeout` (idle keep-alive, HTTP/2 without streams,
+//! stalled peers): both are enforced by a watchdog around the connection's IO.
+//!
+//! So that `/healthz` and `/readyz` still answer when the cap is reached, a small reserve of
+//! [`OPS_RESERVE`] connections beyond it serves only those two paths (503 for anything else),
+//! without keep-alive and with a short deadline.
+//!
+//! On shutdown the listener is closed at once and open connections finish their in-flight
+//! requests (HTTP/1.1 keep-alive is turned off, HTTP/2 gets GOAWAY); the caller bounds the
+//! wait with the drain deadline.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,8 +34,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use potok_config::{HttpConfig, ListenAddr, Role};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -30,8 +47,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 pub struct HttpLimits {
     /// Most open connections.
     pub max_connections: usize,
-    /// Time allowed to receive a request head.
+    /// Time allowed to receive a request head, and a new connection's first byte.
     pub header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most open connections per client address (0: no limit).
+    pub max_connections_per_address: usize,
     /// Largest request head.
     pub max_header_bytes: usize,
 }
@@ -41,6 +62,8 @@ impl From<&HttpConfig> for HttpLimits {
         HttpLimits {
             max_connections: c.max_connections,
             header_read_timeout: c.header_read_timeout.get(),
+            idle_timeout: c.idle_timeout.get(),
+            max_connections_per_address: c.max_connections_per_address,
             max_header_bytes: usize::try_from(c.max_header_bytes.bytes()).unwrap_or(usize::MAX),
         }
     }
@@ -57,7 +80,7 @@ pub struct BindError {
     /// The address.
     pub addr: SocketAddr,
     /// The OS error.
-    pub source: std::io::Error,
+    pub source: io::Error,
 }
 
 /// A role's bound HTTP listener and the router it serves. Binding and serving are separate
@@ -194,25 +217,134 @@ impl RoleServer {
     }
 }
 
+/// Connections beyond `max_connections` that a listener still accepts to answer `/healthz`
+/// and `/readyz` (and nothing else) when its cap is reached, so that health checks keep
+/// working while clients hold every regular slot.
+pub const OPS_RESERVE: usize = 16;
+
+/// How long a connection in the ops reserve may stay open.
+const RESERVE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Counts open connections per client address (IPv6 addresses per /64, IPv4-mapped IPv6 as
+/// IPv4), so that one client cannot take every slot of a listener. Entries are removed when
+/// their last connection closes, so the map never holds more entries than open connections.
+#[derive(Clone, Debug)]
+pub struct PerAddress {
+    max: usize,
+    open: OpenCounts,
+}
+
+type OpenCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+impl PerAddress {
+    /// A limiter allowing `max` open connections per address (0: no limit).
+    pub fn new(max: usize) -> Self {
+        PerAddress {
+            max,
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Counts one more connection from `ip`, or `None` when that address is at its limit.
+    pub fn try_take(&self, ip: IpAddr) -> Option<AddressPermit> {
+        if self.max == 0 {
+            return Some(AddressPermit { slot: None });
+        }
+        let key = address_key(ip);
+        // A poisoned lock only means another connection's task panicked while counting;
+        // the counts themselves are still consistent.
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPermit {
+            slot: Some((Arc::clone(&self.open), key)),
+        })
+    }
+
+    /// Open connections counted for `ip`'s address.
+    pub fn open(&self, ip: IpAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(&address_key(ip)).copied().unwrap_or(0)
+    }
+}
+
+/// The address a connection is counted under.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// One connection counted by [`PerAddress`]; dropping it uncounts the connection.
+#[derive(Debug)]
+pub struct AddressPermit {
+    slot: Option<(OpenCounts, IpAddr)>,
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        if let Some((open, key)) = self.slot.take() {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = open.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// What an accepted connection holds until it ends: its slot under the listener's cap and
+/// under its address's limit.
+#[derive(Debug)]
+pub struct ConnPermit {
+    _slot: OwnedSemaphorePermit,
+    _address: AddressPermit,
+    /// The connection took a slot of the ops reserve (the regular cap was full).
+    pub reserve: bool,
+}
+
 /// Accepts connections until `shutdown`, taking one of `max` permits *before* each accept so
-/// that at most `max` connections are open and the rest wait in the kernel's backlog. Each
-/// connection is handed to `handle` with its permit, which it must hold until the connection
-/// ends. Accept errors (EMFILE and friends) back off briefly instead of spinning.
+/// that at most `max` connections are open and the rest wait in the kernel's backlog. With
+/// `reserve` > 0, up to that many more are accepted while the cap is full (the permit says
+/// so). A connection from an address that already holds `per_address`'s limit is closed at
+/// once. Each connection is handed to `handle` with its permit, which it must hold until the
+/// connection ends. Accept errors (EMFILE and friends) back off briefly instead of spinning.
 pub async fn accept_loop<F>(
     listener: &TcpListener,
     max: usize,
+    reserve: usize,
+    per_address: &PerAddress,
     shutdown: &CancellationToken,
     mut handle: F,
 ) where
-    F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
+    F: FnMut(TcpStream, SocketAddr, ConnPermit),
 {
     let permits = Arc::new(Semaphore::new(max));
+    let reserved = Arc::new(Semaphore::new(reserve));
+    let mut refused: u64 = 0;
     loop {
-        let permit = tokio::select! {
+        let (permit, in_reserve) = tokio::select! {
+            biased;
             () = shutdown.cancelled() => return,
             p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
+                Ok(p) => (p, false),
                 Err(_) => return, // the semaphore is never closed
+            },
+            p = Arc::clone(&reserved).acquire_owned(), if reserve > 0 => match p {
+                Ok(p) => (p, true),
+                Err(_) => return,
             },
         };
         let (stream, peer) = tokio::select! {
@@ -228,8 +360,177 @@ pub async fn accept_loop<F>(
                 }
             },
         };
+        let Some(address) = per_address.try_take(peer.ip()) else {
+            // Refusals are counted, and logged only now and then: a client at its limit
+            // could otherwise write a log line per connection attempt.
+            refused += 1;
+            if refused.is_power_of_two() {
+                info!(%peer, refused, "connection refused: too many open from this address");
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        handle(stream, peer, permit);
+        handle(
+            stream,
+            peer,
+            ConnPermit {
+                _slot: permit,
+                _address: address,
+                reserve: in_reserve,
+            },
+        );
+    }
+}
+
+/// When a connection last moved a byte, shared between its IO wrapper and its watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    base: Instant,
+    /// Milliseconds after `base` of the last read or write that moved bytes.
+    last: AtomicU64,
+    /// Whether the peer has sent anything yet.
+    got_bytes: AtomicBool,
+}
+
+impl Activity {
+    /// A connection that starts now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+            got_bytes: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes when the peer sent nothing within `first_byte` of the start, or when no
+    /// byte moved either way for `idle`.
+    pub async fn expired(&self, first_byte: Duration, idle: Duration) {
+        loop {
+            let deadline = if self.got_bytes.load(Ordering::Relaxed) {
+                self.base + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
+            } else {
+                self.base + first_byte
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// An IO object that records its [`Activity`].
+#[derive(Debug)]
+pub struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Watched<T> {
+    /// Wraps `inner`, recording into `activity`.
+    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Watched { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+            self.activity.got_bytes.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+fn builder(limits: HttpLimits, keep_alive: bool) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(keep_alive)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    // No server PINGs: the client's answers would count as activity and keep an idle
+    // HTTP/2 connection open forever; the idle watchdog finds dead peers instead.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(None);
+    builder
+}
+
+/// Answers 503 to everything but the health endpoints (connections of the ops reserve).
+async fn ops_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match req.uri().path() {
+        "/healthz" | "/readyz" => next.run(req).await,
+        _ => {
+            use axum::response::IntoResponse as _;
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [(http::header::CONNECTION, "close")],
+                axum::Json(serde_json::json!({
+                    "code": "OVERLOADED",
+                    "message": "too many open connections; retry shortly",
+                })),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -241,42 +542,52 @@ async fn serve(
     tls: Option<TlsAcceptor>,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Duration::from_secs(30));
-    let builder = Arc::new(builder);
+    let regular = Arc::new(builder(limits, true));
+    let reserve = Arc::new(builder(limits, false));
+    let reserve_router = router.clone().layer(axum::middleware::from_fn(ops_only));
+    let per_address = PerAddress::new(limits.max_connections_per_address);
 
     accept_loop(
         &listener,
         limits.max_connections,
+        OPS_RESERVE,
+        &per_address,
         &shutdown,
         |stream, peer, permit| {
+            let (router, builder, first_byte, idle) = if permit.reserve {
+                let short = limits.header_read_timeout.min(RESERVE_DEADLINE);
+                (&reserve_router, &reserve, short, RESERVE_DEADLINE)
+            } else {
+                (
+                    &router,
+                    &regular,
+                    limits.header_read_timeout,
+                    limits.idle_timeout,
+                )
+            };
             // Handlers may ask for the client's address (`ConnectInfo<SocketAddr>`).
             let service = TowerToHyperService::new(
                 router
                     .clone()
                     .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
             );
-            let builder = Arc::clone(&builder);
+            let builder = Arc::clone(builder);
             let watcher = graceful.watcher();
             let tls = tls.clone();
             tokio::spawn(
                 async move {
                     match tls {
                         None => {
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            if let Err(e) = watcher.watch(conn).await {
-                                debug!(error = %e, "connection ended with an error");
+                            let activity = Activity::new();
+                            let io = Watched::new(stream, Arc::clone(&activity));
+                            let conn = watcher.watch(
+                                builder.serve_connection_with_upgrades(TokioIo::new(io), service),
+                            );
+                            tokio::select! {
+                                r = conn => if let Err(e) = r {
+                                    debug!(error = %e, "connection ended with an error");
+                                },
+                                () = activity.expired(first_byte, idle) => debug!("closed: idle"),
                             }
                         }
                         Some(acceptor) => {
@@ -291,10 +602,17 @@ async fn serve(
                                 Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
                                 Err(_) => return debug!("TLS handshake timed out"),
                             };
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                            if let Err(e) = watcher.watch(conn).await {
-                                debug!(error = %e, "connection ended with an error");
+                            // The first-byte deadline starts again after the handshake.
+                            let activity = Activity::new();
+                            let io = Watched::new(tls_stream, Arc::clone(&activity));
+                            let conn = watcher.watch(
+                                builder.serve_connection_with_upgrades(TokioIo::new(io), service),
+                            );
+                            tokio::select! {
+                                r = conn => if let Err(e) = r {
+                                    debug!(error = %e, "connection ended with an error");
+                                },
+                                () = activity.expired(first_byte, idle) => debug!("closed: idle"),
                             }
                         }
                     }
