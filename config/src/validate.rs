@@ -441,6 +441,34 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Settings that are allowed but probably not what the operator wants, for a process
+    /// that runs `roles`: shown by `potok config check` and logged at start.
+    pub fn warnings(&self, roles: &[Role]) -> Vec<FieldError> {
+        let mut w = Problems::default();
+        // `potok all` makes up a cluster secret when it runs its own control plane.
+        let secret_made_up = roles.contains(&Role::ControlPlane)
+            && roles.contains(&Role::Origin)
+            && self.cluster.control_plane_url.is_none();
+        if roles.contains(&Role::Origin)
+            && self.cluster.secret.is_none()
+            && !secret_made_up
+            && !self.origin.http_listen.get().ip().is_loopback()
+        {
+            w.add(
+                "origin.http_listen",
+                format!(
+                    "{} is reachable beyond this machine and cluster.secret is unset: anyone who \
+                     reaches it can read every stream, private ones included, around the edges' \
+                     token checks; set cluster.secret (edges send it) or listen on 127.0.0.1",
+                    self.origin.http_listen
+                ),
+            );
+        }
+        w.0
+    }
+}
+
 /// Checks that `url` is an absolute `http://` URL with a host (nodes talk plain HTTP inside
 /// a cluster; TLS is for viewers and streamers).
 fn check_http_url(url: &str) -> Result<(), String> {

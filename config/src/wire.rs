@@ -49,6 +49,10 @@ pub struct Register {
     /// Most live streams the node takes (0: no limit).
     #[serde(default)]
     pub max_streams: u32,
+    /// Public stream names the node's configuration owns (`origin.streams`, the demo
+    /// stream): the control plane lets no account sign up or publish under them.
+    #[serde(default)]
+    pub reserved_names: Vec<String>,
 }
 
 /// The answer to [`Register`].

@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::{KeyInfo, StreamFilter, StreamMeta, TokenInfo};
+use crate::db::{KeyInfo, NewAccount, RepoError, StreamFilter, StreamMeta, TokenInfo};
 use crate::error::{ApiError, Check, StreamingErrorCode};
+use crate::limits::Kind;
 use crate::model::{Node, Stream, StreamStatus, User, UserRole, now_ms};
 use crate::secrets::{hash_password, hash_secret, new_secret, verify_password};
 use crate::{App, scheduler};
@@ -139,17 +140,23 @@ fn check_username(c: &mut Check, name: &str) {
     }
 }
 
-/// Create an account. The first account of a new installation becomes its admin.
+/// Create an account. The first account of a new installation becomes its admin. Sign-ups
+/// are limited per client address (`control_plane.signups_per_hour`); names that
+/// configuration owns (`origin.streams`, the demo stream) cannot be taken.
 #[utoipa::path(post, path = "/api/v1/users", tag = "accounts", request_body = NewUser,
     responses(
         (status = 201, description = "Created", body = User),
-        (status = 409, description = "Username taken", body = ApiError),
+        (status = 401, description = "Credentials were sent and are not valid", body = ApiError),
         (status = 403, description = "Only an admin may create moderators and admins", body = ApiError),
+        (status = 409, description = "Username taken or reserved", body = ApiError),
         (status = 422, description = "Invalid fields", body = ApiError),
+        (status = 429, description = "Too many sign-ups from this address", body = ApiError),
+        (status = 503, description = "SERVICE_BUSY: too many password checks at once", body = ApiError),
     ))]
 pub(crate) async fn create_user(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
+    ClientAddr(ip): ClientAddr,
     Body(req): Body<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let mut c = Check::default();
@@ -158,23 +165,46 @@ pub(crate) async fn create_user(
         c.add("password", "must be 10-256 characters");
     }
     c.done()?;
-    let first = app.db.count_users().await? == 0;
-    let mut role = req.role.unwrap_or(UserRole::Viewer);
-    if role.moderates() && !first && caller.as_ref().is_none_or(|u| u.role != UserRole::Admin) {
-        return Err(ApiError::forbidden(
-            "only an admin may create moderators and admins",
+    let role = req.role.unwrap_or(UserRole::Viewer);
+    let by_admin = caller.as_ref().is_some_and(|u| u.role == UserRole::Admin);
+    let needs_admin = || ApiError::forbidden("only an admin may create moderators and admins");
+    if role.moderates() && !by_admin && app.db.has_first_admin().await? {
+        return Err(needs_admin());
+    }
+    if app.db.is_reserved(&req.username).await? {
+        return Err(username_taken());
+    }
+    // Admins creating accounts are not limited; everyone else counts per address, before
+    // the (expensive) hash.
+    if !by_admin && app.limiter.attempt(Kind::Signup, &ip).await?.is_none() {
+        return Err(ApiError::new(
+            StreamingErrorCode::RateLimited,
+            "too many accounts created from this address; retry later",
         ));
     }
-    if first {
-        role = UserRole::Admin;
-    }
     let password = req.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::new(StreamingErrorCode::Internal, e.to_string()))?
+    let hash = app
+        .hasher
+        .run(move || hash_password(&password))
+        .await?
         .map_err(|e| ApiError::new(StreamingErrorCode::Internal, e))?;
-    let user = app.db.create_user(&req.username, &hash, role).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    match app
+        .db
+        .create_account(&req.username, &hash, role, by_admin)
+        .await
+    {
+        Ok(NewAccount::Created(user)) => Ok((StatusCode::CREATED, Json(user))),
+        Ok(NewAccount::NeedsAdmin) => Err(needs_admin()),
+        Err(RepoError::Conflict(_)) => Err(username_taken()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn username_taken() -> ApiError {
+    ApiError::new(
+        StreamingErrorCode::Conflict,
+        "this username is taken or reserved",
+    )
 }
 
 /// Credentials for a session.
@@ -199,37 +229,51 @@ pub(crate) struct NewToken {
     responses(
         (status = 201, description = "Logged in", body = NewToken),
         (status = 401, description = "Wrong username or password", body = ApiError),
+        (status = 422, description = "The body is not a login", body = ApiError),
         (status = 429, description = "Too many failures from this address", body = ApiError),
+        (status = 503, description = "SERVICE_BUSY: too many password checks at once", body = ApiError),
     ))]
 pub(crate) async fn login(
     State(app): State<App>,
     ClientAddr(ip): ClientAddr,
     Body(req): Body<Login>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiError> {
-    if !app.limiter.allowed(&ip).await? {
+    // Counted as a failure until the password proves right.
+    let Some(attempt) = app.limiter.attempt(Kind::Auth, &ip).await? else {
         app.metrics
             .logins
             .with_label_values(&["rate_limited"])
             .inc();
         return Err(rate_limited());
-    }
+    };
     let found = app.db.user_by_name(&req.username).await?;
     let password = req.password;
     // Verify against a dummy hash for unknown users too, so timing does not reveal them.
-    let stored = found
-        .as_ref()
-        .map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+    let stored = found.as_ref().map(|(_, h)| h.clone());
+    let ok = match app
+        .hasher
+        .run(move || match &stored {
+            Some(h) => verify_password(&password, h),
+            None => verify_password(&password, dummy_hash()),
+        })
         .await
-        .unwrap_or(false);
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not judged: the attempt does not count.
+            app.limiter.succeeded(attempt).await?;
+            app.metrics.logins.with_label_values(&["busy"]).inc();
+            return Err(e.into());
+        }
+    };
     let Some((user, _)) = found.filter(|_| ok) else {
-        app.limiter.fail(&ip).await?;
         app.metrics.logins.with_label_values(&["failed"]).inc();
         return Err(ApiError::new(
             StreamingErrorCode::Unauthorized,
             "wrong username or password",
         ));
     };
+    app.limiter.succeeded(attempt).await?;
     app.metrics.logins.with_label_values(&["ok"]).inc();
     let token = new_secret("pt_");
     let info = app

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use crate::App;
 use crate::api::{Body, bearer, current_stream, rate_limited};
 use crate::error::{ApiError, StreamingErrorCode};
+use crate::limits::Kind;
 use crate::model::{StreamStatus, now_ms};
 use crate::secrets::{constant_time_eq, hash_secret};
 use potok_config::wire::{
@@ -55,8 +56,17 @@ pub(crate) async fn register(
             "name must be 1-64 characters and http_url an http(s) URL",
         ));
     }
+    if r.reserved_names.len() > 1000 {
+        return Err(ApiError::new(
+            StreamingErrorCode::ValidationFailed,
+            "at most 1000 reserved names",
+        ));
+    }
     let node = app.db.register_node(&r).await?;
     info!(node = %node.name, role = %node.role, url = %node.http_url, "node registered");
+    for name in app.db.reserve_names(&node.name, &r.reserved_names).await? {
+        warn!(%name, node = %node.name, "a configured stream name is also an account's username; that account cannot publish under it");
+    }
     Ok(Json(Registered {
         node_id: node.id,
         heartbeat_ms: app.heartbeat.as_millis() as u64,
@@ -143,15 +153,15 @@ pub(crate) async fn publish(
 ) -> Result<Json<PublishGrant>, ApiError> {
     let result = |r: &str| app.metrics.publish.with_label_values(&[r]).inc();
     let addr = req.client_addr.clone().unwrap_or_else(|| "unknown".into());
-    if !app.limiter.allowed(&addr).await? {
-        result("rate_limited");
-        return Err(rate_limited());
-    }
     let Some(node) = app.db.node(&req.node_id).await? else {
         return Err(ApiError::not_found("node"));
     };
+    // Counted as a refusal until the key proves known.
+    let Some(attempt) = app.limiter.attempt(Kind::Auth, &addr).await? else {
+        result("rate_limited");
+        return Err(rate_limited());
+    };
     let Some(user) = app.db.user_by_key(&hash_secret(&req.key)).await? else {
-        app.limiter.fail(&addr).await?;
         result("bad_key");
         warn!(%addr, protocol = %req.protocol, "publish refused: unknown stream key");
         return Err(ApiError::new(
@@ -159,6 +169,17 @@ pub(crate) async fn publish(
             "stream key not accepted",
         ));
     };
+    app.limiter.succeeded(attempt).await?;
+    // A name configuration owns is never an account's to publish under, even when the
+    // account was created before an origin reserved the name.
+    if app.db.is_reserved(&user.username).await? {
+        result("reserved_name");
+        warn!(stream = %user.username, "publish refused: the name is reserved by configuration");
+        return Err(ApiError::new(
+            StreamingErrorCode::Conflict,
+            "this stream name is reserved by the operator's configuration",
+        ));
+    }
     let stream = current_stream(&app, &user).await?;
     let elsewhere = stream.origin_node_id.as_ref().filter(|id| {
         **id != node.id && matches!(stream.status, StreamStatus::Live | StreamStatus::Paused)

@@ -44,6 +44,27 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    sqlite: bool,
+}
+
+/// What [`Db::create_account`] did.
+#[derive(Debug)]
+pub enum NewAccount {
+    /// The account exists now (with `admin` when it was the installation's first).
+    Created(User),
+    /// It asked for a role only an admin may give, and was not the first account: nothing
+    /// was created.
+    NeedsAdmin,
+}
+
+/// How many rows a rate-limit attempt found, as [`Db::rate_attempt`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Within the limit: the attempt's row (give it to [`Db::rate_release`] when it turns
+    /// out not to count, such as a right password).
+    Allowed(String),
+    /// Over the limit: refused, and its row is gone again.
+    Refused,
 }
 
 impl Db {
@@ -56,13 +77,25 @@ impl Db {
         } else {
             url.to_owned()
         };
+        let sqlite = url.starts_with("sqlite:");
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // A writer waits this long for another writer instead of failing
+                        // with `database is locked` (sqlx's default too; said here so it
+                        // stays true).
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        if url.starts_with("sqlite:") {
+        if sqlite {
             // Readers never wait for the writer; writers wait for each other a while.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
@@ -72,7 +105,19 @@ impl Db {
             .run(&pool)
             .await
             .map_err(|e| RepoError::Db(sqlx::Error::Migrate(Box::new(e))))?;
-        Ok(Db { pool })
+        Ok(Db { pool, sqlite })
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes cannot
+    /// wait for another writer (its snapshot would be stale) and fails with `database is
+    /// locked` instead; an immediate one waits up to the busy timeout like any single write.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
+        })
     }
 
     /// Whether the database answers.
@@ -113,6 +158,75 @@ impl Db {
         .await
         .map_err(|e| unique(e, "username"))?;
         Ok(user)
+    }
+
+    /// Creates an account the way sign-up does, in one transaction: the first account of
+    /// the installation claims the single `first_admin` row and becomes `admin`, whatever it
+    /// asked for; concurrent first sign-ups cannot both claim it. A `role` that moderates is
+    /// kept only when `may_moderate` (an admin asked) — otherwise such a request creates
+    /// nothing unless it is the first account.
+    pub async fn create_account(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: UserRole,
+        may_moderate: bool,
+    ) -> Result<NewAccount> {
+        let mut user = User {
+            id: new_id(),
+            username: username.to_owned(),
+            role,
+            created_at: now_ms(),
+        };
+        let mut tx = self.begin_write().await?;
+        let reserved: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM reserved_names WHERE name = $1")
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if reserved.is_some() {
+            return Err(RepoError::Conflict("username"));
+        }
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(password_hash)
+        .bind(UserRole::Viewer.as_str())
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique(e, "username"))?;
+        let first = sqlx::query(
+            "INSERT INTO first_admin (slot, user_id) VALUES (1, $1) ON CONFLICT (slot) DO NOTHING",
+        )
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if first {
+            user.role = UserRole::Admin;
+        } else if role.moderates() && !may_moderate {
+            tx.rollback().await?;
+            return Ok(NewAccount::NeedsAdmin);
+        }
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(user.role.as_str())
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(NewAccount::Created(user))
+    }
+
+    /// Whether the installation's first account (its admin) exists.
+    pub async fn has_first_admin(&self) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT slot FROM first_admin WHERE slot = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Number of users.
@@ -498,7 +612,7 @@ impl Db {
         viewers: &[potok_config::wire::StreamViewers],
     ) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let before: Vec<(String,)> =
             sqlx::query_as("SELECT stream_name FROM edge_viewers WHERE node_id = $1")
                 .bind(node_id)
@@ -567,36 +681,108 @@ impl Db {
             .collect())
     }
 
-    // ---- failed attempts ----
+    // ---- rate limits ----
 
-    /// Failures recorded for `addr` since `since_ms`.
-    pub async fn failures_since(&self, addr: &str, since_ms: i64) -> Result<i64> {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM auth_failures WHERE addr = $1 AND at > $2")
-                .bind(addr)
-                .bind(since_ms)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(n)
-    }
-
-    /// Records a failure of `addr` at `at_ms`.
-    pub async fn record_failure(&self, addr: &str, at_ms: i64) -> Result<()> {
-        sqlx::query("INSERT INTO auth_failures (addr, at) VALUES ($1, $2)")
+    /// Counts an attempt of `kind` by `addr` before it is judged: its row is written first,
+    /// then the rows since `since_ms` are counted, so parallel attempts see each other and at
+    /// most `limit` of them are ever allowed in a window. Over the limit the row is deleted
+    /// again (a refused attempt leaves nothing, so the rows per address stay bounded).
+    pub async fn rate_attempt(
+        &self,
+        kind: &str,
+        addr: &str,
+        at_ms: i64,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Attempt> {
+        let id = new_id();
+        sqlx::query("INSERT INTO rate_events (id, kind, addr, at) VALUES ($1, $2, $3, $4)")
+            .bind(&id)
+            .bind(kind)
             .bind(addr)
             .bind(at_ms)
             .execute(&self.pool)
             .await?;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM rate_events WHERE kind = $1 AND addr = $2 AND at > $3",
+        )
+        .bind(kind)
+        .bind(addr)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        if n > limit {
+            self.rate_release(&id).await?;
+            return Ok(Attempt::Refused);
+        }
+        Ok(Attempt::Allowed(id))
+    }
+
+    /// Removes an attempt's row: it did not count after all.
+    pub async fn rate_release(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM rate_events WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    /// Deletes failures recorded before `before_ms`.
-    pub async fn forget_failures_before(&self, before_ms: i64) -> Result<()> {
-        sqlx::query("DELETE FROM auth_failures WHERE at < $1")
+    /// Attempts of `kind` by `addr` counted since `since_ms`.
+    pub async fn rate_count(&self, kind: &str, addr: &str, since_ms: i64) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM rate_events WHERE kind = $1 AND addr = $2 AND at > $3",
+        )
+        .bind(kind)
+        .bind(addr)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// Deletes attempts of `kind` recorded before `before_ms`.
+    pub async fn rate_forget_before(&self, kind: &str, before_ms: i64) -> Result<()> {
+        sqlx::query("DELETE FROM rate_events WHERE kind = $1 AND at < $2")
+            .bind(kind)
             .bind(before_ms)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    // ---- reserved names ----
+
+    /// Reserves public stream names for configuration (`node_name`'s `origin.streams`);
+    /// names already reserved keep their first owner. Returns the names that are also an
+    /// account's username (that account cannot publish under it).
+    pub async fn reserve_names(&self, node_name: &str, names: &[String]) -> Result<Vec<String>> {
+        let now = now_ms();
+        let mut clashes = Vec::new();
+        for name in names.iter().take(1000) {
+            sqlx::query(
+                "INSERT INTO reserved_names (name, node_name, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(node_name)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if self.user_by_name(name).await?.is_some() {
+                clashes.push(name.clone());
+            }
+        }
+        Ok(clashes)
+    }
+
+    /// Whether configuration owns public name `name`.
+    pub async fn is_reserved(&self, name: &str) -> Result<bool> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM reserved_names WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
     }
 
     // ---- nodes ----

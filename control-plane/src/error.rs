@@ -36,6 +36,8 @@ pub enum StreamingErrorCode {
     StreamConnectionFailed,
     /// A platform is unavailable (seed code).
     PlatformUnavailable,
+    /// The server is too busy for this request now (password checks queued); retry soon.
+    ServiceBusy,
     /// Something broke on our side.
     Internal,
 }
@@ -51,7 +53,7 @@ impl StreamingErrorCode {
             C::NotFound => StatusCode::NOT_FOUND,
             C::Conflict | C::StreamAlreadyLive => StatusCode::CONFLICT,
             C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            C::NoOriginAvailable | C::NodeAtCapacity | C::PlatformUnavailable => {
+            C::NoOriginAvailable | C::NodeAtCapacity | C::PlatformUnavailable | C::ServiceBusy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             C::StreamConnectionFailed => StatusCode::BAD_GATEWAY,
@@ -133,6 +135,19 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.code.status(), Json(self)).into_response()
+    }
+}
+
+impl From<crate::hashing::HashError> for ApiError {
+    fn from(e: crate::hashing::HashError) -> Self {
+        match e {
+            crate::hashing::HashError::Busy => {
+                ApiError::new(StreamingErrorCode::ServiceBusy, e.to_string())
+            }
+            crate::hashing::HashError::Failed(_) => {
+                ApiError::new(StreamingErrorCode::Internal, e.to_string())
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod api;
 pub mod cluster;
 pub mod db;
 pub mod error;
+mod hashing;
 mod limits;
 mod metrics;
 pub mod model;
@@ -52,6 +53,7 @@ pub(crate) struct App {
     pub(crate) heartbeat: Duration,
     pub(crate) node_timeout: Duration,
     pub(crate) limiter: Arc<limits::Limiter>,
+    pub(crate) hasher: Arc<hashing::Hasher>,
     pub(crate) metrics: metrics::CpMetrics,
 }
 
@@ -80,6 +82,11 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         limiter: Arc::new(limits::Limiter::new(
             db.clone(),
             cp.auth_failures_per_minute,
+            cp.signups_per_hour,
+        )),
+        hasher: Arc::new(hashing::Hasher::new(
+            cp.password_hash_concurrency,
+            cp.password_hash_queue,
         )),
         metrics: metrics::CpMetrics::new(&ctx.metrics),
     };

@@ -940,3 +940,196 @@ async fn oversized_and_malformed_bodies_get_clear_errors() {
         401
     );
 }
+
+/// Issue 11, item 3: fifty wrong passwords at once cannot slip past a limit of ten, and the
+/// right password is refused once the limit is reached.
+#[tokio::test]
+async fn parallel_logins_cannot_pass_the_failure_limit() {
+    let cp = std::sync::Arc::new(start(|c| c.control_plane.auth_failures_per_minute = 10).await);
+    cp.account("alice", "streamer", None).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let cp = std::sync::Arc::clone(&cp);
+        tasks.push(tokio::spawn(async move {
+            cp.post(
+                "/api/v1/sessions",
+                None,
+                json!({"username": "alice", "password": "wrong password"}),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let mut judged = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    // Parallel attempts may refuse each other early; one at a time, the address reaches
+    // its limit of ten checked passwords and no more.
+    loop {
+        let (s, _) = cp
+            .post(
+                "/api/v1/sessions",
+                None,
+                json!({"username": "alice", "password": "wrong password"}),
+            )
+            .await;
+        match s {
+            401 => judged += 1,
+            429 => break,
+            other => panic!("{other}"),
+        }
+        assert!(judged <= 10, "{judged} wrong passwords were checked");
+    }
+    assert_eq!(
+        judged, 10,
+        "the session login of `account` gave its attempt back"
+    );
+    let (s, e) = cp
+        .post(
+            "/api/v1/sessions",
+            None,
+            json!({"username": "alice", "password": "a long password"}),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (429, "RATE_LIMITED"));
+}
+
+/// Issue 11, item 4: a hundred logins at once run at most `password_hash_concurrency` hashes;
+/// past the queue they are refused with 503 SERVICE_BUSY, never a 500.
+#[tokio::test]
+async fn password_hashing_is_bounded() {
+    let cp = std::sync::Arc::new(
+        start(|c| {
+            c.control_plane.auth_failures_per_minute = 10_000;
+            c.control_plane.password_hash_concurrency = 1;
+            c.control_plane.password_hash_queue = 2;
+        })
+        .await,
+    );
+    cp.account("alice", "streamer", None).await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let cp = std::sync::Arc::clone(&cp);
+        tasks.push(tokio::spawn(async move {
+            let (s, e) = cp
+                .post(
+                    "/api/v1/sessions",
+                    None,
+                    json!({"username": "alice", "password": "wrong password"}),
+                )
+                .await;
+            (s, code(&e).to_owned())
+        }));
+    }
+    let mut busy = 0;
+    let mut wrong = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (401, _) => wrong += 1,
+            (503, c) if c == "SERVICE_BUSY" => busy += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(busy > 0, "no request was refused: {wrong} checked");
+    assert!(wrong >= 3, "{wrong} checked, {busy} refused");
+    let m = cp.metrics.encode();
+    assert!(m.contains("potok_cp_logins_total{result=\"busy\"}"), "{m}");
+}
+
+/// Issue 11, items 4 and 5: sign-ups are limited per address, and concurrent first sign-ups
+/// make exactly one admin.
+#[tokio::test]
+async fn signups_are_limited_and_only_one_first_admin() {
+    let cp = std::sync::Arc::new(start(|c| c.control_plane.signups_per_hour = 8).await);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let cp = std::sync::Arc::clone(&cp);
+        tasks.push(tokio::spawn(async move {
+            cp.post(
+                "/api/v1/users",
+                None,
+                json!({"username": format!("first{i}"), "password": "a long password"}),
+            )
+            .await
+        }));
+    }
+    let mut admins = 0;
+    for t in tasks {
+        let (s, u) = t.await.unwrap();
+        assert_eq!(s, 201, "{u}");
+        if u["role"] == "admin" {
+            admins += 1;
+        }
+    }
+    assert_eq!(admins, 1, "concurrent first sign-ups");
+    // A non-admin cannot ask for admin any more.
+    let (s, _) = cp
+        .post(
+            "/api/v1/users",
+            None,
+            json!({"username": "sneaky", "password": "a long password", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    // Sign-ups 7 and 8 pass, the next is limited.
+    for name in ["seventh", "eighth"] {
+        let (s, u) = cp
+            .post(
+                "/api/v1/users",
+                None,
+                json!({"username": name, "password": "a long password"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{u}");
+    }
+    let (s, e) = cp
+        .post(
+            "/api/v1/users",
+            None,
+            json!({"username": "ninth", "password": "a long password"}),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (429, "RATE_LIMITED"), "{e}");
+}
+
+/// Issue 11, item 1: a stream name that configuration owns (sent by the origin when it
+/// registers) cannot be taken by signing up, and an account that already had the name
+/// cannot publish under it.
+#[tokio::test]
+async fn configured_stream_names_belong_to_configuration() {
+    let cp = start(|_| {}).await;
+    cp.account("root", "admin", None).await;
+    let (_, early) = cp.account("early", "streamer", None).await;
+    let (_, key) = cp
+        .post("/api/v1/stream-keys", Some(&early), json!({}))
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let mut o = origin("o1", 0);
+    o["reserved_names"] = json!(["operator", "early"]);
+    let (s, reg) = cp.post("/api/v1/cluster/nodes", Some(SECRET), o).await;
+    assert_eq!(s, 200, "{reg}");
+    let node = reg["node_id"].as_str().unwrap().to_owned();
+    let (s, e) = cp
+        .post(
+            "/api/v1/users",
+            None,
+            json!({"username": "operator", "password": "a long password", "role": "streamer"}),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (409, "CONFLICT"), "{e}");
+    let (s, e) = cp
+        .post(
+            "/api/v1/cluster/publish",
+            Some(SECRET),
+            json!({"node_id": node, "key": key, "protocol": "rtmp", "client_addr": "10.0.0.1"}),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (409, "CONFLICT"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("reserved"), "{e}");
+}

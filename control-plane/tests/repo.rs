@@ -7,7 +7,7 @@ mod common;
 
 use common::TestDb;
 use potok_config::wire::{Heartbeat, LiveStream, NodeRole, Register};
-use potok_control_plane::db::{Db, RepoError, StreamFilter, StreamMeta};
+use potok_control_plane::db::{Attempt, Db, NewAccount, RepoError, StreamFilter, StreamMeta};
 use potok_control_plane::model::{StreamStatus, UserRole, now_ms};
 
 macro_rules! both {
@@ -293,6 +293,7 @@ fn register(name: &str, max_streams: u32) -> Register {
         rtmps_url: None,
         srt_url: Some(format!("srt://{name}:9000")),
         max_streams,
+        reserved_names: Vec::new(),
     }
 }
 
@@ -363,6 +364,7 @@ async fn viewers_body(db: &Db) {
         rtmps_url: None,
         srt_url: None,
         max_streams: 0,
+        reserved_names: Vec::new(),
     };
     let e1 = db.register_node(&edge("e1")).await.unwrap();
     let e2 = db.register_node(&edge("e2")).await.unwrap();
@@ -389,13 +391,258 @@ async fn viewers_body(db: &Db) {
 
 async fn failures_body(db: &Db) {
     let t = now_ms();
-    assert_eq!(db.failures_since("1.2.3.4", t - 60_000).await.unwrap(), 0);
-    db.record_failure("1.2.3.4", t - 70_000).await.unwrap();
-    db.record_failure("1.2.3.4", t - 1_000).await.unwrap();
-    db.record_failure("1.2.3.4", t).await.unwrap();
-    db.record_failure("5.6.7.8", t).await.unwrap();
-    assert_eq!(db.failures_since("1.2.3.4", t - 60_000).await.unwrap(), 2);
-    db.forget_failures_before(t - 60_000).await.unwrap();
-    assert_eq!(db.failures_since("1.2.3.4", 0).await.unwrap(), 2);
-    assert_eq!(db.failures_since("5.6.7.8", 0).await.unwrap(), 1);
+    let limit = 3;
+    assert_eq!(
+        db.rate_count("auth", "1.2.3.4", t - 60_000).await.unwrap(),
+        0
+    );
+    // An old attempt does not count in the window.
+    let Attempt::Allowed(_) = db
+        .rate_attempt("auth", "1.2.3.4", t - 70_000, t - 130_000, limit)
+        .await
+        .unwrap()
+    else {
+        panic!("first attempt refused");
+    };
+    let mut allowed = Vec::new();
+    for _ in 0..3 {
+        match db
+            .rate_attempt("auth", "1.2.3.4", t, t - 60_000, limit)
+            .await
+            .unwrap()
+        {
+            Attempt::Allowed(id) => allowed.push(id),
+            Attempt::Refused => panic!("refused within the limit"),
+        }
+    }
+    assert_eq!(
+        db.rate_attempt("auth", "1.2.3.4", t, t - 60_000, limit)
+            .await
+            .unwrap(),
+        Attempt::Refused
+    );
+    // The refused attempt left no row; other kinds and addresses are apart.
+    assert_eq!(
+        db.rate_count("auth", "1.2.3.4", t - 60_000).await.unwrap(),
+        3
+    );
+    assert_eq!(db.rate_count("signup", "1.2.3.4", 0).await.unwrap(), 0);
+    assert!(matches!(
+        db.rate_attempt("auth", "5.6.7.8", t, t - 60_000, limit)
+            .await
+            .unwrap(),
+        Attempt::Allowed(_)
+    ));
+    // A released attempt (a right password) frees its place.
+    db.rate_release(&allowed[0]).await.unwrap();
+    assert!(matches!(
+        db.rate_attempt("auth", "1.2.3.4", t, t - 60_000, limit)
+            .await
+            .unwrap(),
+        Attempt::Allowed(_)
+    ));
+    db.rate_forget_before("auth", t - 60_000).await.unwrap();
+    assert_eq!(db.rate_count("auth", "1.2.3.4", 0).await.unwrap(), 3);
+    assert_eq!(db.rate_count("auth", "5.6.7.8", 0).await.unwrap(), 1);
+}
+
+both!(parallel_attempts, parallel_attempts_body);
+
+/// Fifty attempts at once against a limit of ten: never more than ten are allowed.
+async fn parallel_attempts_body(db: &Db) {
+    let t = now_ms();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.rate_attempt("auth", "9.9.9.9", t, t - 60_000, 10)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut allowed = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Attempt::Allowed(_)) {
+            allowed += 1;
+        }
+    }
+    assert!(allowed <= 10, "{allowed} of 50 parallel attempts allowed");
+    assert!(db.rate_count("auth", "9.9.9.9", 0).await.unwrap() <= 10);
+}
+
+both!(first_admin, first_admin_body);
+
+/// Six sign-ups at once on a fresh installation: exactly one becomes the admin. A privileged
+/// role asked for by a non-admin creates nothing once the admin exists; reserved names
+/// cannot be taken.
+async fn first_admin_body(db: &Db) {
+    assert!(!db.has_first_admin().await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.create_account(&format!("user{i}"), "h", UserRole::Viewer, false)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut admins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            NewAccount::Created(u) if u.role == UserRole::Admin => admins += 1,
+            NewAccount::Created(u) => assert_eq!(u.role, UserRole::Viewer),
+            NewAccount::NeedsAdmin => panic!("a viewer needs no admin"),
+        }
+    }
+    assert_eq!(admins, 1);
+    assert!(db.has_first_admin().await.unwrap());
+    let stored: Vec<_> = futures_roles(db).await;
+    assert_eq!(
+        stored.iter().filter(|r| *r == "admin").count(),
+        1,
+        "{stored:?}"
+    );
+    assert!(matches!(
+        db.create_account("sneaky", "h", UserRole::Admin, false)
+            .await
+            .unwrap(),
+        NewAccount::NeedsAdmin
+    ));
+    assert!(db.user_by_name("sneaky").await.unwrap().is_none());
+    assert!(matches!(
+        db.create_account("mod", "h", UserRole::Moderator, true)
+            .await
+            .unwrap(),
+        NewAccount::Created(u) if u.role == UserRole::Moderator
+    ));
+    // Reserved names.
+    let clashes = db
+        .reserve_names("origin-1", &["alice".into(), "user0".into()])
+        .await
+        .unwrap();
+    assert_eq!(clashes, vec!["user0".to_owned()]);
+    assert!(db.is_reserved("alice").await.unwrap());
+    assert!(!db.is_reserved("bob").await.unwrap());
+    assert!(matches!(
+        db.create_account("alice", "h", UserRole::Streamer, false)
+            .await,
+        Err(RepoError::Conflict(_))
+    ));
+    // Reserving again (an origin restart) keeps the names.
+    db.reserve_names("origin-1", &["alice".into()])
+        .await
+        .unwrap();
+    assert!(db.is_reserved("alice").await.unwrap());
+}
+
+async fn futures_roles(db: &Db) -> Vec<String> {
+    let mut roles = Vec::new();
+    for i in 0..6 {
+        let (u, _) = db.user_by_name(&format!("user{i}")).await.unwrap().unwrap();
+        roles.push(u.role.as_str().to_owned());
+    }
+    roles
+}
+
+both!(concurrent_writes, concurrent_writes_body);
+
+/// Heartbeats with viewer reports, stream transitions and account writes at once for a few
+/// seconds: no `database is locked` (SQLite) and no other error.
+async fn concurrent_writes_body(db: &Db) {
+    use potok_config::wire::StreamViewers;
+    let o = db.register_node(&register("origin-x", 0)).await.unwrap();
+    let edges: Vec<_> = {
+        let mut v = Vec::new();
+        for i in 0..3 {
+            let mut r = register(&format!("edge-{i}"), 0);
+            r.role = NodeRole::Edge;
+            v.push(db.register_node(&r).await.unwrap());
+        }
+        v
+    };
+    let owner = db
+        .create_user("streamer", "h", UserRole::Streamer)
+        .await
+        .unwrap();
+    let stream = db
+        .create_stream(&owner, &meta("t", "c", "ru", &[]))
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for (i, e) in edges.into_iter().enumerate() {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while std::time::Instant::now() < until {
+                let hb = Heartbeat {
+                    viewers: vec![StreamViewers {
+                        name: "streamer".into(),
+                        viewers: n % 7 + i as u64,
+                    }],
+                    ..Heartbeat::default()
+                };
+                db.heartbeat(&e.id, &hb).await.unwrap().unwrap();
+                db.report_viewers(&e.id, &hb.viewers).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    {
+        let db = db.clone();
+        let id = stream.id.clone();
+        let oid = o.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while std::time::Instant::now() < until {
+                let hb = Heartbeat {
+                    streams: vec![LiveStream {
+                        name: "streamer".into(),
+                        publishing: n.is_multiple_of(2),
+                    }],
+                    ..Heartbeat::default()
+                };
+                db.heartbeat(&oid, &hb).await.unwrap().unwrap();
+                let to = if n.is_multiple_of(2) {
+                    StreamStatus::Live
+                } else {
+                    StreamStatus::Paused
+                };
+                db.transition(&id, to, Some(Some(&oid))).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while std::time::Instant::now() < until {
+                let u = db
+                    .create_account(&format!("viewer{n}"), "h", UserRole::Viewer, false)
+                    .await
+                    .unwrap();
+                let NewAccount::Created(u) = u else {
+                    panic!("viewer refused")
+                };
+                db.create_token(&u.id, "t", &format!("hash{n}"), None)
+                    .await
+                    .unwrap();
+                let t = now_ms();
+                let _ = db
+                    .rate_attempt("auth", "7.7.7.7", t, t - 60_000, 1_000_000)
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert!(total > 10, "only {total} rounds ran");
 }
