@@ -48,6 +48,9 @@ pub fn config_check(file: &Path, roles: &[Role]) -> ExitCode {
     match load(Some(file), roles) {
         Ok(config) => {
             print!("{}", config.to_redacted_toml());
+            for w in config.warnings(roles) {
+                eprintln!("potok: warning: {}: {}", w.path, w.message);
+            }
             eprintln!("potok: {} is valid", file.display());
             ExitCode::SUCCESS
         }
@@ -149,6 +152,9 @@ async fn serve(config: Config, path: Option<PathBuf>, roles: &[Role]) -> ExitCod
         || "built-in defaults".to_owned(),
         |p| p.display().to_string(),
     );
+    for w in config.warnings(roles) {
+        warn!(field = %w.path, "{}", w.message);
+    }
     let app = match App::bind(config, roles).await {
         Ok(app) => app,
         Err(e) => {

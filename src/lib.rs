@@ -60,6 +60,19 @@ impl App {
         if roles.len() == Role::ALL.len() && config.origin.tls.cert_file.is_none() {
             config.origin.tls.self_signed = true;
         }
+        // The origin HTTP API of `potok all` is for its own edge: a wildcard address (the
+        // default 0.0.0.0:8081) becomes loopback. To let other edges pull, name a reachable
+        // interface address; they must send the cluster secret (required below either way).
+        if roles.len() == Role::ALL.len() && config.origin.http_listen.get().ip().is_unspecified() {
+            info!(
+                port = config.origin.http_listen.get().port(),
+                "origin HTTP API on loopback only (potok all)"
+            );
+            config.origin.http_listen = potok_config::ListenAddr(SocketAddr::new(
+                Ipv4Addr::LOCALHOST.into(),
+                config.origin.http_listen.get().port(),
+            ));
+        }
         // The roles of one process talk over HTTP like a cluster's: they need a shared
         // secret, made up for this run when none is configured.
         if roles.contains(&Role::ControlPlane)

@@ -242,8 +242,24 @@ async fn the_connection_cap_is_taken_before_accept() {
 
     // The first client holds the only permit without sending anything.
     let holder = TcpStream::connect(origin).await.unwrap();
-    // Make sure the server has accepted it: a request on it would be answered, so instead
-    // wait until a second client is *not* served.
+    // At the cap, the ops reserve still answers health checks, and only those.
+    let mut c = TcpStream::connect(origin).await.unwrap();
+    c.write_all(b"GET /live/x/master.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("the ops reserve answers")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"));
+    // Silent clients take the reserve (each for at most 2 s).
+    let mut reserve = Vec::new();
+    for _ in 0..potok_service::http::OPS_RESERVE {
+        reserve.push(TcpStream::connect(origin).await.unwrap());
+    }
+    // With the reserve taken too, the next client waits in the backlog: make sure it is
+    // *not* served.
     let mut second = TcpStream::connect(origin).await.unwrap();
     second
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -367,5 +383,66 @@ async fn in_potok_all_a_key_from_the_api_publishes_and_the_demo_key_still_works(
         let _ = p.kill();
         let _ = p.wait();
     }
+    served.stop().await;
+}
+
+/// Status of `GET path` with an optional `Authorization` value, over a fresh connection.
+async fn status_with_auth(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> u16 {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let auth = auth.map_or_else(String::new, |a| format!("authorization: {a}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+}
+
+#[tokio::test]
+async fn with_a_cluster_secret_the_origin_serves_live_media_only_to_its_holders() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path());
+    let secret = "a-cluster-secret-for-this-test-only";
+    config.cluster.secret = Some(potok_config::Secret::new(secret));
+    let (app, origin) = start(config, &[Role::Origin]).await;
+    let served = Served::start(app);
+
+    let live = "/live/demo/master.m3u8";
+    assert_eq!(status_with_auth(origin, live, None).await, 401);
+    let wrong = "Bearer a-cluster-secret-for-this-test-onlx";
+    assert_eq!(status_with_auth(origin, live, Some(wrong)).await, 401);
+    let media = "/live/demo/source/1.m4s";
+    assert_eq!(status_with_auth(origin, media, None).await, 401);
+    let right = format!("Bearer {secret}");
+    assert_eq!(status_with_auth(origin, live, Some(&right)).await, 404);
+    // Health stays open for load balancers and probes.
+    assert_eq!(status_with_auth(origin, "/healthz", None).await, 200);
+    assert_eq!(status_with_auth(origin, "/readyz", None).await, 200);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn potok_all_keeps_its_origin_on_loopback_and_its_edge_pulls_with_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path());
+    config.origin.http_listen = "0.0.0.0:0".parse().unwrap();
+    let app = App::bind(config, &Role::ALL).await.unwrap();
+    let origin = app.addr(Role::Origin).unwrap();
+    let edge = app.addr(Role::Edge).unwrap();
+    assert!(origin.ip().is_loopback(), "origin listens on {origin}");
+    assert!(app.config().cluster.secret.is_some());
+    let served = Served::start(app);
+
+    let live = "/live/demo/master.m3u8";
+    assert_eq!(status_with_auth(origin, live, None).await, 401);
+    // The edge sends the secret: the origin's answer (no such stream yet) comes through.
+    assert_eq!(status_with_auth(edge, live, None).await, 404);
     served.stop().await;
 }

@@ -136,7 +136,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         }
         _ => Arc::new(StaticOrigins(e.upstream.origins.clone())),
     };
-    let upstream = Upstream::new(&e.upstream, resolver);
+    let upstream = Upstream::new(&e.upstream, resolver, config.cluster.secret.as_ref());
     let fallback = e.archive_path.as_ref().and_then(|path| match LocalFileSystem::new_with_prefix(path) {
         Ok(store) => Some(fallback::Fallback::new(Arc::new(store))),
         Err(err) => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::HeaderMap;
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -144,11 +144,18 @@ pub struct Upstream {
     resolver: Arc<dyn Resolver>,
     read_timeout: Duration,
     hold_timeout: Duration,
+    /// `Authorization: Bearer <cluster.secret>`, sent on every origin pull.
+    auth: Option<HeaderValue>,
 }
 
 impl Upstream {
-    /// A client with `cfg`'s timeouts over `resolver`.
-    pub fn new(cfg: &UpstreamConfig, resolver: Arc<dyn Resolver>) -> Self {
+    /// A client with `cfg`'s timeouts over `resolver`; with `secret` (the cluster secret),
+    /// every pull carries it as a bearer token, which origins with a secret require.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        resolver: Arc<dyn Resolver>,
+        secret: Option<&potok_config::Secret>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
         connector.set_nodelay(true);
@@ -161,7 +168,18 @@ impl Upstream {
             resolver,
             read_timeout: cfg.read_timeout.get(),
             hold_timeout: cfg.hold_timeout.get(),
+            auth: secret.and_then(potok_service::cluster::bearer_header),
         }
+    }
+
+    fn get(&self, uri: hyper::Uri) -> hyper_util::client::legacy::ResponseFuture {
+        let mut req = hyper::Request::new(Empty::new());
+        *req.uri_mut() = uri;
+        if let Some(auth) = &self.auth {
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, auth.clone());
+        }
+        self.client.request(req)
     }
 
     /// How long a request may wait: longer for those the origin holds on purpose.
@@ -226,7 +244,7 @@ impl Upstream {
                 }
             };
             let started = Instant::now();
-            let resp = match tokio::time::timeout(timeout, self.client.get(uri)).await {
+            let resp = match tokio::time::timeout(timeout, self.get(uri)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) if e.is_connect() => {
                     // Never sent: the next origin may take it.

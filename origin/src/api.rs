@@ -6,6 +6,10 @@
 //! - `GET /live/{stream}/{rendition}/init.mp4` (`init-N.mp4` after a codec change)
 //! - `GET /live/{stream}/{rendition}/{msn}.m4s` — segment; `{msn}.{part}.m4s` — part
 //!
+//! These routes are for edges: when `cluster.secret` is set, every `/live/*` request must
+//! carry `Authorization: Bearer SECRET` (401 otherwise), so private streams cannot be read
+//! around the edges' token checks. `/healthz`, `/readyz` stay open.
+//!
 //! Media is immutable and cached for a year; playlists are short-lived. Requests that wait
 //! for media (blocking reload, the preload-hinted part) are bounded per stream and held at
 //! most three target durations (then 503).
@@ -21,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use potok_media::hls::live::{Blocking, PartLookup};
-use potok_media::hls::playlist::{MasterPlaylist, RenditionReport, Variant};
+use potok_media::hls::playlist::{MasterPlaylist, Variant};
 use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
@@ -38,7 +42,11 @@ struct Api {
     metrics: OriginMetrics,
 }
 
-pub(crate) fn routes(streams: Arc<Streams>, metrics: OriginMetrics) -> Router {
+pub(crate) fn routes(
+    streams: Arc<Streams>,
+    metrics: OriginMetrics,
+    secret: Option<potok_config::Secret>,
+) -> Router {
     let compress = CompressionLayer::new().gzip(true).compress_when(
         |_: StatusCode, _: axum::http::Version, headers: &HeaderMap, _: &axum::http::Extensions| {
             headers
@@ -56,7 +64,39 @@ pub(crate) fn routes(streams: Arc<Streams>, metrics: OriginMetrics) -> Router {
         .route("/live/{stream}/{rendition}/{file}", get(rendition_file))
         .with_state(Api { streams, metrics })
         .layer(compress)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            edges_only(secret.clone(), req, next)
+        }))
         .layer(cors)
+}
+
+/// Lets a request through only with the cluster secret as its bearer token, when one is
+/// configured.
+async fn edges_only(
+    secret: Option<potok_config::Secret>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match secret {
+        Some(secret)
+            if !potok_service::cluster::bearer_matches(
+                req.headers().get(header::AUTHORIZATION),
+                &secret,
+            ) =>
+        {
+            (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::WWW_AUTHENTICATE, "Bearer"),
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                "the origin serves edges only: Authorization: Bearer <cluster.secret>\n",
+            )
+                .into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 fn text(status: StatusCode, msg: &str) -> Response {
@@ -104,9 +144,7 @@ async fn master(State(api): State<Api>, Path(name): Path<String>) -> Response {
     };
     let st = stream.lock();
     let variants: Vec<Variant> = st
-        .renditions
-        .iter()
-        .filter(|r| r.live.has_media() && !r.codecs.is_empty())
+        .listed()
         .map(|r| {
             let announced = st
                 .metadata
@@ -274,19 +312,7 @@ async fn media_playlist(
         let Some(r) = st.rendition(rendition) else {
             return not_found();
         };
-        let reports = st
-            .renditions
-            .iter()
-            .filter(|o| o.name != rendition)
-            .filter_map(|o| {
-                o.live.last_part().map(|(m, p)| RenditionReport {
-                    uri: format!("../{}/index.m3u8", o.name),
-                    last_msn: m,
-                    last_part: Some(p),
-                })
-            })
-            .collect();
-        r.live.playlist(skip, reports).render()
+        r.live.playlist(skip, st.reports(rendition)).render()
     };
     api.metrics.bytes_out.inc_by(body.len() as u64);
     // A blocking response names one state of the stream for good; the plain URL changes with

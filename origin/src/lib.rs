@@ -238,7 +238,11 @@ async fn bind_inner(
     )];
     let router = role_router(
         Role::Origin,
-        api::routes(Arc::clone(&streams), metrics.clone()),
+        api::routes(
+            Arc::clone(&streams),
+            metrics.clone(),
+            config.cluster.secret.clone(),
+        ),
         checks,
         ctx,
     );

@@ -19,7 +19,7 @@ use potok_media::flv::{self, AudioTag, VideoTag};
 use potok_media::frame::{AccessUnit, CodecConfig, TIMEBASE, TrackKind, ms_to_ticks};
 use potok_media::hevc::HevcConfig;
 use potok_media::hls::live::{LiveConfig, LiveRendition};
-use potok_media::hls::playlist::{MediaPlaylist, MediaSegment};
+use potok_media::hls::playlist::{MediaPlaylist, MediaSegment, RenditionReport};
 use potok_media::packager::{Continuation, Packager, PackagerConfig, PackagerEvent};
 use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
@@ -113,6 +113,12 @@ impl Rendition {
         self.live.mark_discontinuity();
         self.vod_next_discontinuity = true;
     }
+
+    /// Whether the multivariant playlist lists this rendition: it has a complete segment
+    /// (players treat a playlist of parts only as empty) and a codec string.
+    pub(crate) fn listed(&self) -> bool {
+        self.live.has_media() && !self.codecs.is_empty()
+    }
 }
 
 struct VodEntry {
@@ -139,6 +145,26 @@ pub(crate) struct StreamState {
 impl StreamState {
     pub(crate) fn rendition(&self, name: &str) -> Option<&Rendition> {
         self.renditions.iter().find(|r| r.name == name)
+    }
+
+    /// The renditions the multivariant playlist lists, in its order.
+    pub(crate) fn listed(&self) -> impl Iterator<Item = &Rendition> {
+        self.renditions.iter().filter(|r| r.listed())
+    }
+
+    /// `EXT-X-RENDITION-REPORT`s for the playlist of `rendition`: exactly the other
+    /// renditions the multivariant playlist lists (a player may switch to any it reports).
+    pub(crate) fn reports(&self, rendition: &str) -> Vec<RenditionReport> {
+        self.listed()
+            .filter(|o| o.name != rendition)
+            .filter_map(|o| {
+                o.live.last_part().map(|(m, p)| RenditionReport {
+                    uri: format!("../{}/index.m3u8", o.name),
+                    last_msn: m,
+                    last_part: Some(p),
+                })
+            })
+            .collect()
     }
 
     /// Whether `session` is (still) the one feeding this stream: a ladder flushing after
@@ -882,5 +908,83 @@ impl Drop for PublishSession {
     fn drop(&mut self) {
         self.finish_packager();
         self.streams.publisher_gone(&self.stream, self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use potok_media::packager::Part;
+
+    fn state(renditions: Vec<Rendition>) -> StreamState {
+        StreamState {
+            renditions,
+            metadata: StreamMetadata::default(),
+            publisher: Publisher::Live(1),
+            broadcast: "0".into(),
+            continuation: Continuation::default(),
+            epoch_ms: None,
+            kick: tokio_util::sync::CancellationToken::new(),
+            stopped: false,
+        }
+    }
+
+    fn live() -> LiveRendition {
+        let pkg = PackagerConfig {
+            part_target: 18_000,
+            segment_target: 180_000,
+        };
+        LiveRendition::new(LiveConfig::new(&pkg, 6, 1 << 20), 0)
+    }
+
+    fn part(msn: u64, index: u32) -> Part {
+        Part {
+            msn,
+            index,
+            duration: 18_000,
+            independent: index == 0,
+            start: 0,
+            data: Bytes::from_static(b"moof"),
+        }
+    }
+
+    fn rendition(name: &str, complete: u64, parts: u32) -> Rendition {
+        let mut r = Rendition::new(name, live());
+        r.codecs = "avc1.64001f".into();
+        for msn in 0..complete {
+            r.live.push_part(&part(msn, 0), 0);
+            r.live.end_segment(msn, 18_000);
+        }
+        for i in 0..parts {
+            r.live.push_part(&part(complete, i), 0);
+        }
+        r
+    }
+
+    #[test]
+    fn rendition_reports_name_exactly_the_other_listed_renditions() {
+        // The rung has parts but no complete segment yet: the master does not list it, so
+        // no playlist may report it.
+        let mut st = state(vec![rendition("source", 2, 1), rendition("360p", 0, 3)]);
+        let listed: Vec<&str> = st.listed().map(|r| r.name.as_str()).collect();
+        assert_eq!(listed, ["source"]);
+        assert!(st.reports("source").is_empty());
+        assert!(st.reports("360p").iter().all(|r| !r.uri.contains("360p")));
+
+        st.renditions[1].live.end_segment(0, 54_000);
+        let listed: Vec<&str> = st.listed().map(|r| r.name.as_str()).collect();
+        assert_eq!(listed, ["source", "360p"]);
+        let uris: Vec<String> = st.reports("source").into_iter().map(|r| r.uri).collect();
+        assert_eq!(uris, ["../360p/index.m3u8"]);
+        let reports = st.reports("360p");
+        assert_eq!(reports.len(), 1);
+        assert_eq!(
+            (
+                reports[0].uri.as_str(),
+                reports[0].last_msn,
+                reports[0].last_part
+            ),
+            ("../source/index.m3u8", 2, Some(0))
+        );
     }
 }

@@ -287,3 +287,27 @@ fn process_ticks() -> Option<u64> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
 }
+
+/// Whether `header` (an `Authorization` value) is `Bearer SECRET`, compared in constant time
+/// so that the comparison's duration says nothing about how much of a guess was right.
+pub fn bearer_matches(header: Option<&http::HeaderValue>, secret: &Secret) -> bool {
+    let Some(token) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (token.as_bytes(), secret.expose().as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `Authorization` header value for `secret`, marked sensitive so that it is never
+/// printed by HTTP debug output. `None` if the secret is not a valid header value.
+pub fn bearer_header(secret: &Secret) -> Option<http::HeaderValue> {
+    let mut v = http::HeaderValue::from_str(&format!("Bearer {}", secret.expose())).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}

@@ -1,0 +1,22 @@
+//! Settings that validate but are probably a mistake are reported as warnings.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use potok_config::{Config, Role, Secret};
+
+#[test]
+fn an_origin_open_beyond_loopback_without_a_cluster_secret_is_warned_about() {
+    let mut c = Config::default();
+    let w = c.warnings(&[Role::Origin]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "origin.http_listen");
+    assert!(w[0].message.contains("cluster.secret"), "{}", w[0].message);
+
+    // `potok all` makes up a secret; loopback or a secret silence it too.
+    assert!(c.warnings(&Role::ALL).is_empty());
+    c.origin.http_listen = "127.0.0.1:8081".parse().unwrap();
+    assert!(c.warnings(&[Role::Origin]).is_empty());
+    c.origin.http_listen = "0.0.0.0:8081".parse().unwrap();
+    c.cluster.secret = Some(Secret::new("sixteen-chars-or-more"));
+    assert!(c.warnings(&[Role::Origin]).is_empty());
+}
