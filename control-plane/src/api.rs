@@ -88,6 +88,24 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
+/// Query strings that fail to parse become `VALIDATION_FAILED` errors in our format (axum's
+/// own rejection is a text/plain 400).
+pub(crate) struct Params<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::new(
+                StreamingErrorCode::ValidationFailed,
+                e.body_text(),
+            )),
+        }
+    }
+}
+
 /// The client's IP address (from the connection; `unknown` when not served over TCP).
 pub(crate) struct ClientAddr(pub(crate) String);
 
@@ -122,8 +140,10 @@ fn is_streamer(u: &User) -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewUser {
     /// 3-32 characters `a-z`, `0-9`, `_`, `-`; also the channel's public name.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[a-z0-9_-]{3,32}$")]
     username: String,
     /// 10-256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     password: String,
     /// `viewer` (default) or `streamer`; `moderator` and `admin` only when an admin asks.
     #[serde(default)]
@@ -210,7 +230,9 @@ fn username_taken() -> ApiError {
 /// Credentials for a session.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Login {
+    #[schema(max_length = 256)]
     username: String,
+    #[schema(max_length = 256)]
     password: String,
 }
 
@@ -315,6 +337,7 @@ pub(crate) async fn me(Caller(user): Caller) -> Json<User> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct TokenRequest {
     /// 1-64 characters, to recognise it in the list.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     name: String,
 }
 
@@ -449,28 +472,59 @@ pub(crate) async fn revoke_key(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewStream {
     /// 1-140 characters.
+    #[schema(min_length = 1, max_length = 140, pattern = "\\S")]
     title: String,
     /// Up to 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
     /// 1-64 characters (`dota2`, `just-chatting`).
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     category: String,
     /// ISO 639-1 (`ru`, `en`).
+    #[schema(min_length = 2, max_length = 2, pattern = "^[a-z]{2}$")]
     language: String,
     /// Up to 10 tags of 1-32 characters.
     #[serde(default)]
+    #[schema(max_items = 10, value_type = Vec<Tag>)]
     tags: Vec<String>,
 }
 
 /// Changes to a stream's metadata; absent fields stay.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct StreamPatch {
+    /// 1-140 characters.
+    #[schema(min_length = 1, max_length = 140, pattern = "\\S")]
     title: Option<String>,
+    /// Up to 2000 characters.
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    /// 1-64 characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     category: Option<String>,
+    /// ISO 639-1.
+    #[schema(min_length = 2, max_length = 2, pattern = "^[a-z]{2}$")]
     language: Option<String>,
+    /// Up to 10 tags of 1-32 characters.
+    #[schema(max_items = 10, value_type = Option<Vec<Tag>>)]
     tags: Option<Vec<String>>,
 }
+
+/// A tag, as the OpenAPI document describes it (bodies carry plain strings).
+pub(crate) struct Tag;
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(32))
+            .pattern(Some("\\S"))
+            .into()
+    }
+}
+
+impl ToSchema for Tag {}
 
 fn check_meta(c: &mut Check, m: &StreamMeta) {
     if m.title.trim().is_empty() || m.title.chars().count() > 140 {
@@ -554,8 +608,10 @@ pub(crate) struct ListQuery {
     /// Ended streams too.
     include_ended: Option<bool>,
     /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Streams to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -604,7 +660,7 @@ async fn list(app: &App, q: ListQuery, live: bool) -> Result<Json<StreamPage>, A
     responses((status = 200, body = StreamPage), (status = 422, body = ApiError)))]
 pub(crate) async fn list_streams(
     State(app): State<App>,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<StreamPage>, ApiError> {
     list(&app, q, false).await
 }
@@ -614,7 +670,7 @@ pub(crate) async fn list_streams(
     responses((status = 200, body = StreamPage), (status = 422, body = ApiError)))]
 pub(crate) async fn active_streams(
     State(app): State<App>,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<StreamPage>, ApiError> {
     list(&app, q, true).await
 }

@@ -928,6 +928,11 @@ async fn oversized_and_malformed_bodies_get_clear_errors() {
         )
         .await;
     assert_eq!((s, code(&e)), (422, "VALIDATION_FAILED"));
+    // Query strings that do not parse answer in the API's JSON format too.
+    for q in ["limit=abc", "offset=-x", "live=maybe"] {
+        let (s, e) = cp.get(&format!("/api/v1/streams?{q}"), None).await;
+        assert_eq!((s, code(&e)), (422, "VALIDATION_FAILED"), "{q}: {e}");
+    }
     // Nothing was created.
     assert_eq!(
         cp.post(
