@@ -241,13 +241,17 @@ impl LadderSink for RungOutput {
     }
 
     fn shed(&self, rung: &str, why: &str) {
-        self.rungs().remove(rung);
+        let state = self.rungs().remove(rung);
         if !self.current() {
             return;
         }
-        warn!(stream = %self.stream.name, rung, why, "rung removed from the stream");
-        self.stream.lock().renditions.retain(|r| r.name != rung);
-        self.streams.changed(&self.stream);
+        warn!(stream = %self.stream.name, rung, why, "rung shed: it leaves the multivariant playlist");
+        // Close what the rung has (its last segment ends short), then keep its rendition
+        // answerable with another rung's output (Streams::retire_rung).
+        if let Some(RungState::Packaging(mut p)) = state {
+            self.streams.apply(&self.stream, rung, p.finish());
+        }
+        self.streams.retire_rung(&self.stream, rung);
     }
 
     fn finished(&self, rung: &str) {

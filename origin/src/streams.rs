@@ -93,6 +93,64 @@ pub(crate) struct Rendition {
     vod: Vec<VodEntry>,
     vod_next_discontinuity: bool,
     current_init: String,
+    /// A shed rung: no longer in the multivariant playlist, but still answered for the
+    /// players that chose it (see [`Streams::retire_rung`]).
+    retired: bool,
+    /// Whose output a shed rung's rendition carries now.
+    pub(crate) follow: Option<Follow>,
+}
+
+/// A shed rung's rendition carries another rendition's media from a segment boundary on:
+/// the target's parts and segment ends are taken in order, starting at part 0 of
+/// `next_msn`, so the media sequence continues without a gap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Follow {
+    /// The rendition whose output is carried.
+    pub(crate) target: String,
+    next_msn: u64,
+    next_part: u32,
+}
+
+/// What a follower does with one of its target's events.
+#[derive(Debug, PartialEq, Eq)]
+enum Take {
+    /// The next event of the follower's sequence: apply it.
+    Yes,
+    /// Already taken (a replay and live output overlap) or before the start: ignore.
+    Skip,
+    /// The target moved past what the follower still needs: the sequence cannot continue.
+    Gap,
+}
+
+impl Follow {
+    fn new(target: &str, from_msn: u64) -> Self {
+        Follow {
+            target: target.to_owned(),
+            next_msn: from_msn,
+            next_part: 0,
+        }
+    }
+
+    fn take(&mut self, event: &PackagerEvent) -> Take {
+        match *event {
+            PackagerEvent::Part(ref p) if p.msn == self.next_msn && p.index == self.next_part => {
+                self.next_part += 1;
+                Take::Yes
+            }
+            PackagerEvent::SegmentEnd { msn, .. } if msn == self.next_msn && self.next_part > 0 => {
+                self.next_msn += 1;
+                self.next_part = 0;
+                Take::Yes
+            }
+            PackagerEvent::Part(ref p)
+                if p.msn > self.next_msn
+                    || (p.msn == self.next_msn && p.index > self.next_part) =>
+            {
+                Take::Gap
+            }
+            _ => Take::Skip,
+        }
+    }
 }
 
 impl Rendition {
@@ -106,6 +164,8 @@ impl Rendition {
             vod: Vec::new(),
             vod_next_discontinuity: false,
             current_init: String::new(),
+            retired: false,
+            follow: None,
         }
     }
 
@@ -117,7 +177,12 @@ impl Rendition {
     /// Whether the multivariant playlist lists this rendition: it has a complete segment
     /// (players treat a playlist of parts only as empty) and a codec string.
     pub(crate) fn listed(&self) -> bool {
-        self.live.has_media() && !self.codecs.is_empty()
+        self.live.has_media() && !self.codecs.is_empty() && !self.retired
+    }
+
+    /// Whether this rendition is fed by its own packager (not shed).
+    fn own_output(&self) -> bool {
+        !self.retired && !self.live.ended()
     }
 }
 
@@ -185,10 +250,15 @@ impl StreamState {
         }
     }
 
-    /// Removes every rung not in `keep` (the source rendition always stays).
+    /// Removes every rung not in `keep` (the source rendition always stays); those in
+    /// `keep` that were shed get their own output again (a new ladder after a reconnect).
     pub(crate) fn retain_rungs(&mut self, keep: &[&str]) {
         self.renditions
             .retain(|r| r.name == SOURCE || keep.contains(&r.name.as_str()));
+        for r in &mut self.renditions {
+            r.retired = false;
+            r.follow = None;
+        }
     }
 }
 
@@ -252,11 +322,6 @@ impl Streams {
 
     pub(crate) fn settings(&self) -> &StreamSettings {
         &self.settings
-    }
-
-    /// Wakes the requests waiting on `stream` after a change made outside this module.
-    pub(crate) fn changed(&self, stream: &Stream) {
-        stream.notify();
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Stream>>> {
@@ -431,7 +496,8 @@ impl Streams {
     }
 
     /// Applies packager output to `stream`: parts and segments into the live window, finished
-    /// segments to the archive.
+    /// segments to the archive; renditions of shed rungs that carry this one's output get
+    /// the same.
     pub(crate) fn apply(&self, stream: &Stream, rendition: &str, events: Vec<PackagerEvent>) {
         if events.is_empty() {
             return;
@@ -439,38 +505,143 @@ impl Streams {
         {
             let mut st = stream.lock();
             let st = &mut *st;
-            let Some(r) = st.renditions.iter_mut().find(|r| r.name == rendition) else {
+            let Some(i) = st.renditions.iter().position(|r| r.name == rendition) else {
                 return;
             };
+            if st.renditions[i].follow.is_some() {
+                return; // a shed rung's late output: it carries another rung's now
+            }
+            self.apply_events(&stream.name, st, i, &events);
+            self.forward(&stream.name, st, i, &events);
+        }
+        stream.notify();
+    }
+
+    /// Hands `events` of rendition `from` to the renditions following it.
+    fn forward(&self, stream: &str, st: &mut StreamState, from: usize, events: &[PackagerEvent]) {
+        let target = st.renditions[from].name.clone();
+        for i in 0..st.renditions.len() {
+            if st.renditions[i]
+                .follow
+                .as_ref()
+                .is_none_or(|f| f.target != target)
+            {
+                continue;
+            }
             for event in events {
-                match event {
-                    PackagerEvent::Part(part) => {
-                        let epoch = *st.epoch_ms.get_or_insert_with(|| {
-                            now_ms()
-                                - ((part.start + u64::from(part.duration)) * 1000
-                                    / u64::from(TIMEBASE)) as i64
-                        });
-                        let pdt = epoch + (part.start * 1000 / u64::from(TIMEBASE)) as i64;
-                        r.live.push_part(&part, pdt);
-                        self.metrics.parts.inc();
-                    }
-                    PackagerEvent::SegmentEnd { msn, duration, .. } => {
-                        r.live.end_segment(msn, duration);
-                        self.metrics.segments.inc();
-                        if let (Some(archive), Some(parts)) = (&self.archive, r.live.segment(msn)) {
-                            archive.put(
-                                format!("{}/{}/{}/{msn}.m4s", stream.name, st.broadcast, r.name),
-                                parts,
-                            );
-                        }
-                        r.vod.push(VodEntry {
-                            msn,
-                            duration,
-                            discontinuity: std::mem::take(&mut r.vod_next_discontinuity),
-                            init: r.current_init.clone(),
-                        });
+                let take = st.renditions[i]
+                    .follow
+                    .as_mut()
+                    .map_or(Take::Skip, |f| f.take(event));
+                match take {
+                    Take::Yes => {}
+                    Take::Skip => continue,
+                    Take::Gap => {
+                        // Cannot continue without a hole in the media sequence: end the
+                        // rendition properly instead (its players see EXT-X-ENDLIST).
+                        let r = &mut st.renditions[i];
+                        warn!(stream, rendition = %r.name, target = %target, "shed rung cannot follow its replacement: ending it");
+                        r.follow = None;
+                        r.live.end();
+                        break;
                     }
                 }
+                if let PackagerEvent::Part(p) = event
+                    && p.index == 0
+                    && let Some(init) = st.renditions[from].live.init_of(p.msn)
+                {
+                    let broadcast = st.broadcast.clone();
+                    self.install_init(stream, &broadcast, &mut st.renditions[i], init);
+                }
+                self.apply_events(stream, st, i, std::slice::from_ref(event));
+            }
+        }
+    }
+
+    /// Applies `events` to rendition `i`.
+    fn apply_events(&self, stream: &str, st: &mut StreamState, i: usize, events: &[PackagerEvent]) {
+        let r = &mut st.renditions[i];
+        for event in events {
+            match event {
+                PackagerEvent::Part(part) => {
+                    let epoch = *st.epoch_ms.get_or_insert_with(|| {
+                        now_ms()
+                            - ((part.start + u64::from(part.duration)) * 1000 / u64::from(TIMEBASE))
+                                as i64
+                    });
+                    let pdt = epoch + (part.start * 1000 / u64::from(TIMEBASE)) as i64;
+                    r.live.push_part(part, pdt);
+                    self.metrics.parts.inc();
+                }
+                &PackagerEvent::SegmentEnd { msn, duration, .. } => {
+                    r.live.end_segment(msn, duration);
+                    self.metrics.segments.inc();
+                    if let (Some(archive), Some(parts)) = (&self.archive, r.live.segment(msn)) {
+                        archive.put(
+                            format!("{stream}/{}/{}/{msn}.m4s", st.broadcast, r.name),
+                            parts,
+                        );
+                    }
+                    r.vod.push(VodEntry {
+                        msn,
+                        duration,
+                        discontinuity: std::mem::take(&mut r.vod_next_discontinuity),
+                        init: r.current_init.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Rung `name` was shed (its packager already finished). Players that never re-read
+    /// the multivariant playlist keep asking for it, so its rendition stays answerable:
+    /// from its next segment on it carries the output of the nearest rung still running
+    /// (lower first, else higher, else the source when it has the same codec), after a
+    /// discontinuity and with that rung's init segment. It leaves the multivariant
+    /// playlist and the rendition reports. Renditions already carrying `name`'s output
+    /// move to the same replacement. With no replacement, the rendition ends (ENDLIST).
+    pub(crate) fn retire_rung(&self, stream: &Stream, name: &str) {
+        {
+            let mut st = stream.lock();
+            let st = &mut *st;
+            let Some(pos) = st.renditions.iter().position(|r| r.name == name) else {
+                return;
+            };
+            if !st.renditions[pos].live.has_media() {
+                // Never listed, so no player can have chosen it.
+                st.renditions.remove(pos);
+                stream.notify();
+                return;
+            }
+            st.renditions[pos].retired = true;
+            let target = replacement(&st.renditions, pos);
+            let movers: Vec<usize> = (0..st.renditions.len())
+                .filter(|&i| {
+                    i == pos
+                        || st.renditions[i]
+                            .follow
+                            .as_ref()
+                            .is_some_and(|f| f.target == name)
+                })
+                .collect();
+            for i in movers {
+                let from = st.renditions[i].live.next_msn();
+                let replay = target.and_then(|t| Some((t, st.renditions[t].live.replay(from)?)));
+                let r = &mut st.renditions[i];
+                r.retired = true;
+                let Some((t, events)) = replay else {
+                    warn!(stream = %stream.name, rendition = %r.name, "shed rung has no replacement: its playlist ends");
+                    r.follow = None;
+                    r.live.end();
+                    continue;
+                };
+                let target_name = st.renditions[t].name.clone();
+                info!(stream = %stream.name, rendition = %st.renditions[i].name, carries = %target_name, from_msn = from, "shed rung stays answerable with another rung's output");
+                st.renditions[i].mark_discontinuity();
+                st.renditions[i].follow = Some(Follow::new(&target_name, from));
+                // What the replacement already has of segment `from` on, then its live
+                // output.
+                self.forward(&stream.name, st, t, &events);
             }
         }
         stream.notify();
@@ -490,15 +661,16 @@ impl Streams {
         let Some(r) = st.renditions.iter_mut().find(|r| r.name == rendition) else {
             return;
         };
-        let uri = r.live.set_init(init.clone());
         r.codecs = codecs;
         r.resolution = resolution;
+        self.install_init(&stream.name, &st.broadcast, r, init);
+    }
+
+    fn install_init(&self, stream: &str, broadcast: &str, r: &mut Rendition, init: Bytes) {
+        let uri = r.live.set_init(init.clone());
         if uri != r.current_init {
             if let Some(archive) = &self.archive {
-                archive.put(
-                    format!("{}/{}/{}/{uri}", stream.name, st.broadcast, r.name),
-                    vec![init],
-                );
+                archive.put(format!("{stream}/{broadcast}/{}/{uri}", r.name), vec![init]);
             }
             r.current_init = uri;
         }
@@ -563,6 +735,24 @@ impl Streams {
             map.remove(&stream.name);
         }
     }
+}
+
+/// The rendition whose output a shed rung at `pos` carries: the nearest rung below that
+/// still runs, else the nearest above, else the source when its video codec is the same.
+fn replacement(renditions: &[Rendition], pos: usize) -> Option<usize> {
+    let rung = |i: &usize| {
+        let r = &renditions[*i];
+        *i != pos && r.name != SOURCE && r.own_output() && r.live.has_media()
+    };
+    let codec = |r: &Rendition| r.codecs.split('.').next().map(str::to_owned);
+    (pos + 1..renditions.len())
+        .find(rung)
+        .or_else(|| (0..pos).rev().find(rung))
+        .or_else(|| {
+            renditions.iter().position(|r| {
+                r.name == SOURCE && r.own_output() && codec(r) == codec(&renditions[pos])
+            })
+        })
 }
 
 fn vod_playlist(st: &Rendition, target_duration: u32) -> String {
@@ -959,6 +1149,228 @@ mod tests {
             r.live.push_part(&part(complete, i), 0);
         }
         r
+    }
+
+    fn streams() -> Arc<Streams> {
+        let packager = PackagerConfig {
+            part_target: 18_000,
+            segment_target: 180_000,
+        };
+        Arc::new(Streams::new(
+            StreamSettings {
+                packager,
+                live: LiveConfig::new(&packager, 6, 1 << 20),
+                grace: Duration::from_secs(1),
+                retention: Duration::from_secs(1),
+                max_held: 10,
+                transcode: None,
+            },
+            None,
+            OriginMetrics::new(&potok_service::Metrics::new()),
+        ))
+    }
+
+    fn rung_part(msn: u64, index: u32, rung: u8) -> PackagerEvent {
+        PackagerEvent::Part(Part {
+            msn,
+            index,
+            duration: 18_000,
+            independent: index == 0,
+            start: msn * 54_000 + u64::from(index) * 18_000,
+            data: Bytes::from(vec![rung; 4]),
+        })
+    }
+
+    fn end(msn: u64) -> PackagerEvent {
+        PackagerEvent::SegmentEnd {
+            msn,
+            duration: 54_000,
+            independent: true,
+        }
+    }
+
+    /// A stream with the source and `rungs`, each with segments 0 and 1 complete (three
+    /// parts each) and two parts of segment 2.
+    fn ladder(streams: &Streams, rungs: &[&str]) -> Arc<Stream> {
+        let stream = streams.fresh_stream("s", 1);
+        {
+            let mut st = stream.lock();
+            let live = streams.settings().live;
+            for r in rungs {
+                st.ensure_rendition(r, || LiveRendition::new(live, 0));
+            }
+            for r in &mut st.renditions {
+                r.live = LiveRendition::new(live, 0);
+            }
+        }
+        for (k, name) in std::iter::once(&SOURCE).chain(rungs).enumerate() {
+            let codecs = if *name == SOURCE {
+                "hvc1.1"
+            } else {
+                "avc1.4d401e"
+            };
+            let init = Bytes::from(format!("init of {name}"));
+            streams.set_init(&stream, name, init, codecs.into(), None);
+            let mut events = Vec::new();
+            for msn in 0..2 {
+                events.extend((0..3).map(|i| rung_part(msn, i, k as u8)));
+                events.push(end(msn));
+            }
+            events.extend((0..2).map(|i| rung_part(2, i, k as u8)));
+            streams.apply(&stream, name, events);
+        }
+        stream
+    }
+
+    fn listed(stream: &Stream) -> Vec<String> {
+        stream.lock().listed().map(|r| r.name.clone()).collect()
+    }
+
+    fn playlist(stream: &Stream, name: &str) -> MediaPlaylist {
+        let st = stream.lock();
+        let r = st.rendition(name).unwrap();
+        r.live.playlist(false, st.reports(name))
+    }
+
+    #[test]
+    fn a_shed_rung_carries_the_next_lower_rung_from_its_next_segment_on() {
+        let streams = streams();
+        let stream = ladder(&streams, &["720p", "480p"]);
+        // 720p is shed: its packager's finish ends segment 2 early, then it is retired.
+        streams.apply(&stream, "720p", vec![end(2)]);
+        streams.retire_rung(&stream, "720p");
+        assert_eq!(listed(&stream), ["source", "480p"]);
+        assert!(
+            playlist(&stream, "source")
+                .rendition_reports
+                .iter()
+                .all(|r| !r.uri.contains("720p"))
+        );
+        // Still answered, hinting the first part of segment 3, which 480p will produce.
+        let p = playlist(&stream, "720p");
+        assert_eq!(p.preload_hint.as_deref(), Some("3.0.m4s"));
+        assert!(!p.ended);
+
+        // 480p goes on: 720p takes its segment 3 on, after a discontinuity, with 480p's init.
+        streams.apply(&stream, "480p", vec![rung_part(2, 2, 2), end(2)]);
+        assert_eq!(playlist(&stream, "720p").segments.len(), 3);
+        streams.apply(
+            &stream,
+            "480p",
+            vec![rung_part(3, 0, 2), rung_part(3, 1, 2)],
+        );
+        let p = playlist(&stream, "720p");
+        let last = p.segments.last().unwrap();
+        assert!(last.discontinuity);
+        assert_eq!(last.map.as_deref(), Some("init-1.mp4"));
+        assert_eq!(last.parts.len(), 2);
+        assert_eq!(p.preload_hint.as_deref(), Some("3.2.m4s"));
+        let st = stream.lock();
+        let r720 = st.rendition("720p").unwrap();
+        assert_eq!(
+            r720.live.init("init-1.mp4").unwrap(),
+            Bytes::from_static(b"init of 480p")
+        );
+        assert_eq!(
+            r720.live.part(3, 1),
+            potok_media::hls::live::PartLookup::Ready(Bytes::from(vec![2u8; 4]))
+        );
+        // Its own (short) segment 2 is still served.
+        assert!(r720.live.segment(2).is_some());
+    }
+
+    #[test]
+    fn a_rung_shed_late_takes_what_its_replacement_already_has() {
+        let streams = streams();
+        let stream = ladder(&streams, &["720p", "480p"]);
+        // 480p is already at segment 3 when the lagging 720p finishes segment 2.
+        streams.apply(
+            &stream,
+            "480p",
+            vec![rung_part(2, 2, 2), end(2), rung_part(3, 0, 2)],
+        );
+        streams.apply(&stream, "720p", vec![end(2)]);
+        streams.retire_rung(&stream, "720p");
+        let p = playlist(&stream, "720p");
+        assert_eq!(p.segments.last().unwrap().parts.len(), 1);
+        assert_eq!(p.preload_hint.as_deref(), Some("3.1.m4s"));
+        // Live output after the replay is not taken twice.
+        streams.apply(&stream, "480p", vec![rung_part(3, 1, 2)]);
+        assert_eq!(
+            playlist(&stream, "720p")
+                .segments
+                .last()
+                .unwrap()
+                .parts
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn followers_of_a_shed_replacement_move_on_and_without_one_the_playlist_ends() {
+        let streams = streams();
+        let stream = ladder(&streams, &["720p", "480p"]);
+        streams.apply(&stream, "720p", vec![end(2)]);
+        streams.retire_rung(&stream, "720p");
+        // Now 480p is shed too: nothing below, nothing above still running, and the
+        // source is HEVC while the rungs are H.264: both rung playlists end properly.
+        streams.apply(&stream, "480p", vec![end(2)]);
+        streams.retire_rung(&stream, "480p");
+        assert_eq!(listed(&stream), ["source"]);
+        for name in ["720p", "480p"] {
+            let p = playlist(&stream, name);
+            assert!(p.ended, "{name}");
+            assert!(p.preload_hint.is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_follower_moves_with_its_target() {
+        let streams = streams();
+        let stream = ladder(&streams, &["720p", "480p", "360p"]);
+        streams.apply(&stream, "720p", vec![end(2)]);
+        streams.retire_rung(&stream, "720p");
+        streams.apply(&stream, "480p", vec![rung_part(2, 2, 2), end(2)]);
+        streams.apply(&stream, "480p", vec![rung_part(3, 0, 2), end(3)]);
+        streams.retire_rung(&stream, "480p");
+        {
+            let st = stream.lock();
+            for name in ["720p", "480p"] {
+                let f = st.rendition(name).unwrap().follow.clone().unwrap();
+                assert_eq!(f.target, "360p", "{name}");
+            }
+        }
+        streams.apply(
+            &stream,
+            "360p",
+            vec![
+                rung_part(2, 2, 3),
+                end(2),
+                rung_part(3, 0, 3),
+                end(3),
+                rung_part(4, 0, 3),
+            ],
+        );
+        for name in ["720p", "480p"] {
+            let p = playlist(&stream, name);
+            assert_eq!(p.preload_hint.as_deref(), Some("4.1.m4s"), "{name}");
+            assert!(p.segments.last().unwrap().discontinuity, "{name}");
+        }
+        assert_eq!(listed(&stream), ["source", "360p"]);
+    }
+
+    #[test]
+    fn following_takes_events_in_order_and_notices_a_gap() {
+        let mut f = Follow::new("480p", 5);
+        assert_eq!(f.take(&rung_part(4, 3, 0)), Take::Skip);
+        assert_eq!(f.take(&end(4)), Take::Skip);
+        assert_eq!(f.take(&end(5)), Take::Skip, "no end before a part");
+        assert_eq!(f.take(&rung_part(5, 0, 0)), Take::Yes);
+        assert_eq!(f.take(&rung_part(5, 0, 0)), Take::Skip, "taken already");
+        assert_eq!(f.take(&rung_part(5, 1, 0)), Take::Yes);
+        assert_eq!(f.take(&end(5)), Take::Yes);
+        assert_eq!(f.take(&rung_part(7, 0, 0)), Take::Gap);
     }
 
     #[test]

@@ -363,13 +363,6 @@ async fn an_impossible_ladder_sheds_rungs_and_the_source_keeps_flowing() {
     let listed: Vec<&str> = m.variants.iter().map(|v| v.uri.as_str()).collect();
     assert!(!listed.contains(&"r0/index.m3u8"), "{listed:?}");
     assert!(listed.contains(&"source/index.m3u8"), "{listed:?}");
-    assert_eq!(
-        get(&origin.url(&format!("/live/{STREAM}/r0/index.m3u8")))
-            .await
-            .status,
-        404
-    );
-
     // The source rendition keeps producing segments at real-time pace.
     let before = media(&origin, "source").await;
     let last = |p: &MediaPlaylist| p.media_sequence + p.segments.len() as u64;
@@ -446,4 +439,174 @@ async fn an_hevc_source_is_decoded_and_its_rungs_are_h264() {
     )
     .await;
     assert!(out.contains("h264,Main,320,180"), "{out}");
+}
+
+/// When part `(msn, part)` of `rendition` is published: a blocking playlist request for it
+/// returns.
+async fn published(url: String) -> Instant {
+    let got = get(&url).await;
+    assert_eq!(got.status, 200, "{url}: {}", got.text());
+    Instant::now()
+}
+
+/// Measures, part by part, how long after the source each rung publishes the same part.
+/// Returns per rung the skews in milliseconds (positive: the rung is later).
+async fn part_skews(origin: &Origin, rungs: &[&str], parts: usize) -> BTreeMap<String, Vec<f64>> {
+    let mut skews: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..parts {
+        let p = media(origin, "source").await;
+        let last = p.segments.last().unwrap();
+        let last_msn = p.media_sequence + p.segments.len() as u64 - 1;
+        // The next part: the source has not published it yet.
+        let (msn, part) = if last.uri.is_some() {
+            (last_msn + 1, 0)
+        } else {
+            (last_msn, last.parts.len())
+        };
+        let url = |r: &str| {
+            origin.url(&format!(
+                "/live/{STREAM}/{r}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+            ))
+        };
+        let source = tokio::spawn(published(url("source")));
+        let others: Vec<_> = rungs
+            .iter()
+            .map(|r| tokio::spawn(published(url(r))))
+            .collect();
+        let t0 = source.await.unwrap();
+        for (r, h) in rungs.iter().zip(others) {
+            let t = h.await.unwrap();
+            let ms = if t >= t0 {
+                t.duration_since(t0).as_secs_f64() * 1000.0
+            } else {
+                -(t0.duration_since(t).as_secs_f64() * 1000.0)
+            };
+            skews.entry((*r).to_owned()).or_default().push(ms);
+        }
+    }
+    skews
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // the measured skew is worth seeing in the test log
+async fn rungs_publish_each_part_right_after_the_source() {
+    let _serial = SERIAL.lock().await;
+    let origin = Origin::start(|c| {
+        c.origin.transcode.enabled = true;
+        c.origin.transcode.max_lag = "20s".parse().unwrap();
+    })
+    .await;
+    let _pusher = Publisher::start(&origin.rtmp_url(KEY), "1280x720", 40);
+    let names = wait_for_ladder(&origin, 3, 2, Duration::from_secs(45)).await;
+    assert_eq!(names, ["source", "480p", "360p"]);
+    let skews = part_skews(&origin, &["480p", "360p"], 40).await;
+    let mut summary = Vec::new();
+    for (rung, mut v) in skews {
+        v.sort_by(f64::total_cmp);
+        let med = v[v.len() / 2];
+        let p90 = v[v.len() * 9 / 10];
+        println!(
+            "{rung}: each part published {med:.1} ms after the source's (median), p90 {p90:.1} ms, min {:.1}, max {:.1} ms",
+            v[0],
+            v[v.len() - 1]
+        );
+        summary.push((rung, med, p90, v));
+    }
+    for (rung, med, p90, v) in summary {
+        assert!(
+            med <= 40.0 && p90 <= 80.0,
+            "{rung} runs behind the source: {v:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_rung_stays_answerable_with_the_next_lower_rungs_output() {
+    let _serial = SERIAL.lock().await;
+    // Its own stream name: shed requests go to the ladder of a stream by name.
+    const NAME: &str = "shed-answerable";
+    let origin = Origin::start(|c| {
+        c.origin.transcode.enabled = true;
+        c.origin.transcode.max_lag = "20s".parse().unwrap();
+        c.origin.streams.push(potok_config::StreamKeyConfig {
+            name: NAME.into(),
+            key: potok_config::Secret::new("shed-answerable-key-0123"),
+            srt_passphrase: None,
+            transcode: None,
+        });
+    })
+    .await;
+    let _pusher = Publisher::start(&origin.rtmp_url("shed-answerable-key-0123"), "1280x720", 40);
+    let playlist = |r: &str| origin.url(&format!("/live/{NAME}/{r}/index.m3u8"));
+    let master_url = origin.url(&format!("/live/{NAME}/master.m3u8"));
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let got = get(&master_url).await;
+        if got.text().contains("480p/index.m3u8") && got.text().contains("360p/index.m3u8") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ladder: {}", got.text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    potok_transcoder::request_shed(NAME, "480p");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&master_url).await.text().contains("480p/index.m3u8") {
+        assert!(Instant::now() < deadline, "480p was not shed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 480p keeps answering and growing with 360p's media after a discontinuity; every part
+    // it hints comes into existence.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut hints_fetched = 0;
+    let p = loop {
+        let got = get(&playlist("480p")).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        let p = MediaPlaylist::parse(&got.text()).unwrap();
+        assert!(!p.ended, "{}", got.text());
+        if let Some(hint) = &p.preload_hint {
+            let part = get(&origin.url(&format!("/live/{NAME}/480p/{hint}"))).await;
+            assert_eq!(part.status, 200, "hinted {hint}");
+            hints_fetched += 1;
+        }
+        let after = p.segments.iter().position(|s| s.discontinuity);
+        if after.is_some_and(|a| p.segments[a..].iter().filter(|s| s.uri.is_some()).count() >= 2) {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "480p does not carry 360p:\n{}",
+            got.text()
+        );
+    };
+    assert!(hints_fetched >= 3);
+    let after = p.segments.iter().position(|s| s.discontinuity).unwrap();
+    let map = p.segments[after].map.clone().expect("a new EXT-X-MAP");
+    assert_eq!(
+        get(&origin.url(&format!("/live/{NAME}/480p/{map}")))
+            .await
+            .body,
+        get(&origin.url(&format!("/live/{NAME}/360p/init.mp4")))
+            .await
+            .body,
+        "480p now starts from 360p's init segment"
+    );
+    let msn = p.media_sequence + after as u64;
+    assert_eq!(
+        get(&origin.url(&format!("/live/{NAME}/480p/{msn}.m4s")))
+            .await
+            .body,
+        get(&origin.url(&format!("/live/{NAME}/360p/{msn}.m4s")))
+            .await
+            .body,
+    );
+    // Reports only name what the master lists.
+    let source = MediaPlaylist::parse(&get(&playlist("source")).await.text()).unwrap();
+    let reported: Vec<&str> = source
+        .rendition_reports
+        .iter()
+        .map(|r| r.uri.as_str())
+        .collect();
+    assert_eq!(reported, ["../360p/index.m3u8"]);
 }

@@ -781,6 +781,30 @@ struct Monitor {
 type Snapshot = (Instant, i64, Vec<(i64, u64)>);
 
 const TICK: Duration = Duration::from_millis(250);
+
+/// Shed requests not yet taken: (stream, rung).
+static SHED_REQUESTS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Asks the running ladder of `stream` to shed `rung` now, exactly as its monitor does when
+/// the ladder falls behind real time; taken within a monitor tick (250 ms) by the first
+/// ladder of that stream name. For tests that need a shed at a known moment (and an
+/// operator action later); a request for a stream without a ladder waits until one starts.
+pub fn request_shed(stream: &str, rung: &str) {
+    SHED_REQUESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((stream.to_owned(), rung.to_owned()));
+}
+
+/// Takes the shed requests for `stream`.
+fn take_shed_requests(stream: &str) -> Vec<String> {
+    let mut all = SHED_REQUESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(s, _)| s == stream);
+    *all = rest;
+    mine.into_iter().map(|(_, r)| r).collect()
+}
 /// Ticks in the window over which fps and the real-time factor are measured (2 s).
 const WINDOW: usize = 8;
 
@@ -795,6 +819,18 @@ impl Monitor {
             && !self.shared.abort.load(Ordering::Relaxed)
         {
             std::thread::sleep(TICK);
+            for name in take_shed_requests(&self.stream) {
+                if let Some(r) = self
+                    .shared
+                    .rungs
+                    .iter()
+                    .find(|r| r.plan.spec.name == name && !r.shed.load(Ordering::Relaxed))
+                {
+                    warn!(stream = %self.stream, rung = %name, "ladder: shedding a rung on request");
+                    r.shed.store(true, Ordering::Relaxed);
+                    self.metrics.shed(&name);
+                }
+            }
             let now = Instant::now();
             let input = self.shared.input_pts.load(Ordering::Relaxed);
             let snap: Vec<(i64, u64)> = self

@@ -14,5 +14,7 @@ mod metrics;
 
 pub use encoders::{Choice, ChoiceError, EncoderSettings, Probe};
 pub use ffi::{AvError, HwKind, VideoCodec};
-pub use ladder::{Ladder, LadderError, LadderSettings, LadderSink, PlannedRung, RungSpec};
+pub use ladder::{
+    Ladder, LadderError, LadderSettings, LadderSink, PlannedRung, RungSpec, request_shed,
+};
 pub use metrics::TranscodeMetrics;

@@ -12,7 +12,7 @@ use crate::frame::TIMEBASE;
 use crate::hls::playlist::{
     MediaPlaylist, MediaSegment, PartialSegment, RenditionReport, ServerControl,
 };
-use crate::packager::{PackagerConfig, Part};
+use crate::packager::{PackagerConfig, PackagerEvent, Part};
 
 /// Window and target settings of a live rendition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,7 @@ pub enum PartLookup {
 struct LivePart {
     duration: u32,
     independent: bool,
+    start: u64,
     data: Bytes,
 }
 
@@ -199,6 +200,7 @@ impl LiveRendition {
             seg.parts.push(LivePart {
                 duration: part.duration,
                 independent: part.independent,
+                start: part.start,
                 data: part.data.clone(),
             });
             seg.bytes += part.data.len();
@@ -256,6 +258,50 @@ impl LiveRendition {
     pub fn last_part(&self) -> Option<(u64, u64)> {
         let seg = self.segs.back()?;
         Some((seg.msn, seg.parts.len().checked_sub(1)? as u64))
+    }
+
+    /// The packager events that built segments `from` onwards (the last one possibly still
+    /// in progress), to feed another window the same media; `None` when segment `from` is
+    /// no longer (or not yet) held from its first part.
+    pub fn replay(&self, from: u64) -> Option<Vec<PackagerEvent>> {
+        if self.seg(from).is_none() {
+            // Not held: still to come (then it comes live), or gone.
+            return (from >= self.next()).then(Vec::new);
+        }
+        let mut out = Vec::new();
+        for s in self.segs.iter().filter(|s| s.msn >= from) {
+            for (i, p) in s.parts.iter().enumerate() {
+                out.push(PackagerEvent::Part(Part {
+                    msn: s.msn,
+                    index: i as u32,
+                    duration: p.duration,
+                    independent: p.independent,
+                    start: p.start,
+                    data: p.data.clone(),
+                }));
+            }
+            if s.complete {
+                out.push(PackagerEvent::SegmentEnd {
+                    msn: s.msn,
+                    duration: s.duration,
+                    independent: s.parts.first().is_some_and(|p| p.independent),
+                });
+            }
+        }
+        Some(out)
+    }
+
+    /// The init segment that segment `msn` (held, or the next to come) starts from.
+    pub fn init_of(&self, msn: u64) -> Option<Bytes> {
+        match self.seg(msn) {
+            Some(s) => self.inits.get(s.init).cloned(),
+            None => self.inits.last().cloned(),
+        }
+    }
+
+    /// The msn of the segment in progress, or of the next one when none is.
+    pub fn next_msn(&self) -> u64 {
+        self.next()
     }
 
     /// The in-progress segment's msn (or the next one when none is in progress).
@@ -742,6 +788,28 @@ mod tests {
         // 1000 bytes per 2 s segment = 4000 bit/s.
         assert_eq!(w.bandwidth(), Some((4000, 4000)));
         assert_eq!(w.last_part(), Some((2, 9)));
+    }
+
+    #[test]
+    fn replay_rebuilds_the_events_of_held_segments() {
+        let w = window(3, 2);
+        let events = w.replay(1).unwrap();
+        // Segments 1 and 2 (10 parts and an end each), then the two parts of 3.
+        assert_eq!(events.len(), 2 * 11 + 2);
+        let mut copy = LiveRendition::new(cfg(), 1);
+        for e in events {
+            match e {
+                PackagerEvent::Part(p) => copy.push_part(&p, 0),
+                PackagerEvent::SegmentEnd { msn, duration, .. } => copy.end_segment(msn, duration),
+            }
+        }
+        assert_eq!(copy.segment(2), w.segment(2));
+        assert_eq!(copy.last_part(), Some((3, 1)));
+        assert_eq!(w.replay(4), Some(Vec::new()), "still to come");
+        assert_eq!(w.replay(9), Some(Vec::new()), "still to come");
+        let mut w = window(12, 0);
+        w.end_segment(11, SEG);
+        assert!(w.replay(0).is_none(), "evicted");
     }
 
     #[test]
