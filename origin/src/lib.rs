@@ -183,6 +183,7 @@ async fn bind_inner(
         auth,
         metrics: metrics.clone(),
         timeout: o.ingest_timeout.get(),
+        max_message: u32::try_from(o.max_rtmp_message_bytes.bytes()).unwrap_or(u32::MAX),
         max_connections: o.max_ingest_connections,
         per_address: potok_service::http::PerAddress::new(o.max_ingest_connections_per_address),
         srt_passphrases: o

@@ -2,10 +2,16 @@
 //! a stream key, then audio/video messages into a [`PublishSession`].
 //!
 //! Built on `rml_rtmp`'s sans-IO handshake and server session; this module only moves bytes
-//! and decides. Limits: a connection permit is taken before `accept`; the handshake and the
-//! publish request must come within `origin.ingest_timeout`, and so must every read after
-//! that; malformed input closes the connection with a log line naming the peer, never the key.
+//! and decides. Limits: a connection permit is taken before `accept`, and one address may
+//! hold at most `origin.max_ingest_connections_per_address`; the TLS and RTMP handshakes,
+//! `connect` and an accepted `publish` must all happen within one `origin.ingest_timeout`
+//! from the accept (a client trickling a byte at a time cannot stretch it), and afterwards
+//! every read and write must progress within it. Before a publish is accepted, messages and
+//! chunk sizes are limited to 64 KiB, afterwards to `origin.max_rtmp_message_bytes`
+//! ([`guard`]), so an unauthenticated connection cannot make the origin buffer megabytes.
+//! Malformed input closes the connection, logged (rate-limited) with the peer, never the key.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +22,7 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -31,6 +38,8 @@ pub(crate) struct Ingest {
     pub(crate) auth: Arc<dyn PublishAuth>,
     pub(crate) metrics: OriginMetrics,
     pub(crate) timeout: Duration,
+    /// Largest message after a publish is accepted.
+    pub(crate) max_message: u32,
     pub(crate) max_connections: usize,
     /// Open connections per client address.
     pub(crate) per_address: potok_service::http::PerAddress,
@@ -86,23 +95,28 @@ pub(crate) async fn serve(
                 async move {
                     ingest.metrics.ingest_connections.inc();
                     let client = Some(peer.ip());
+                    // One deadline for everything before publishing, from the accept.
+                    let deadline = Instant::now() + ingest.timeout;
                     let result = match tls {
-                        None => connection(socket, &ingest, shutdown, client, "rtmp").await,
+                        None => {
+                            connection(socket, &ingest, shutdown, client, "rtmp", deadline).await
+                        }
                         Some(acceptor) => {
-                            match tokio::time::timeout(ingest.timeout, acceptor.accept(socket))
-                                .await
-                            {
+                            match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
                                 Ok(Ok(tls_stream)) => {
-                                    connection(tls_stream, &ingest, shutdown, client, "rtmps").await
+                                    connection(
+                                        tls_stream, &ingest, shutdown, client, "rtmps", deadline,
+                                    )
+                                    .await
                                 }
                                 Ok(Err(e)) => Err(RtmpError::Io(e)),
-                                Err(_) => Err(RtmpError::Timeout(ingest.timeout)),
+                                Err(_) => Err(RtmpError::Deadline(ingest.timeout)),
                             }
                         }
                     };
                     match result {
                         Ok(()) => debug!("connection closed"),
-                        Err(e) => warn!(error = %e, "connection closed"),
+                        Err(e) => closed_with_error(&e),
                     }
                     ingest.metrics.ingest_connections.dec();
                     drop(permit);
@@ -115,12 +129,37 @@ pub(crate) async fn serve(
     info!(scheme, "RTMP listener stopped");
 }
 
+/// Logs a connection that ended with an error. Any client can open and drop connections at
+/// will, so at most 20 such lines per 10 s are written; each says how many were left out
+/// since the previous one.
+fn closed_with_error(e: &RtmpError) {
+    static LINES: std::sync::LazyLock<potok_service::telemetry::LogLimiter> =
+        std::sync::LazyLock::new(|| {
+            potok_service::telemetry::LogLimiter::new(Duration::from_secs(10), 20)
+        });
+    match e {
+        // The peer went away or was too slow: routine on a public port.
+        RtmpError::Io(_) | RtmpError::Timeout(_) | RtmpError::Deadline(_) => {
+            debug!(error = %e, "connection closed");
+        }
+        _ => {
+            if let Some(suppressed) = LINES.check(std::time::Instant::now()) {
+                warn!(error = %e, suppressed, "connection closed");
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum RtmpError {
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("no data for {0:?}")]
     Timeout(Duration),
+    #[error("did not start publishing within {0:?} of connecting")]
+    Deadline(Duration),
+    #[error("refused chunk stream: {0}")]
+    Limit(#[from] guard::GuardError),
     #[error("handshake: {0:?}")]
     Handshake(rml_rtmp::handshake::HandshakeError),
     #[error("RTMP session: {0}")]
@@ -131,14 +170,27 @@ enum RtmpError {
     Media(String),
 }
 
-async fn read_some<S: AsyncRead + Unpin>(
-    socket: &mut S,
-    buf: &mut [u8],
+/// Until a publish is accepted, everything must happen before the connection's `deadline`;
+/// afterwards each read or write gets `origin.ingest_timeout` of its own.
+fn phase_deadline(publishing: bool, deadline: Instant, timeout: Duration) -> Instant {
+    if publishing {
+        Instant::now() + timeout
+    } else {
+        deadline
+    }
+}
+
+/// Runs `f` until `at`, then gives up with the error for the connection's phase.
+async fn until<T>(
+    at: Instant,
+    publishing: bool,
     timeout: Duration,
-) -> Result<usize, RtmpError> {
-    match tokio::time::timeout(timeout, socket.read(buf)).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(RtmpError::Timeout(timeout)),
+    f: impl Future<Output = Result<T, RtmpError>>,
+) -> Result<T, RtmpError> {
+    match tokio::time::timeout_at(at, f).await {
+        Ok(r) => r,
+        Err(_) if publishing => Err(RtmpError::Timeout(timeout)),
+        Err(_) => Err(RtmpError::Deadline(timeout)),
     }
 }
 
@@ -148,35 +200,44 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: CancellationToken,
     client: Option<std::net::IpAddr>,
     protocol: &'static str,
+    deadline: Instant,
 ) -> Result<(), RtmpError> {
     let mut buf = vec![0u8; 64 * 1024];
+    let timeout = ingest.timeout;
 
-    // Handshake.
+    // Handshake, within the connection's deadline.
     let mut handshake = Handshake::new(PeerType::Server);
-    let leftover = loop {
-        let n = read_some(&mut socket, &mut buf, ingest.timeout).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        match handshake
-            .process_bytes(&buf[..n])
-            .map_err(RtmpError::Handshake)?
-        {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                socket.write_all(&response_bytes).await?
+    let leftover = until(deadline, false, timeout, async {
+        loop {
+            let n = socket.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(None);
             }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                socket.write_all(&response_bytes).await?;
-                break remaining_bytes;
+            match handshake
+                .process_bytes(&buf[..n])
+                .map_err(RtmpError::Handshake)?
+            {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    socket.write_all(&response_bytes).await?
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    socket.write_all(&response_bytes).await?;
+                    return Ok(Some(remaining_bytes));
+                }
             }
         }
+    })
+    .await?;
+    let Some(leftover) = leftover else {
+        return Ok(());
     };
 
     let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
         .map_err(|e| RtmpError::Session(e.to_string()))?;
+    let mut guard = guard::ChunkGuard::new();
     let mut conn = Conn {
         ingest,
         publish: None,
@@ -184,15 +245,32 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         client,
         protocol,
     };
-    conn.handle(&mut session, &mut socket, initial).await?;
+    until(
+        deadline,
+        false,
+        timeout,
+        conn.handle(&mut session, &mut socket, initial),
+    )
+    .await?;
     if !leftover.is_empty() {
+        guard.feed(&leftover)?;
         let results = session
             .handle_input(&leftover)
             .map_err(|e| RtmpError::Session(e.to_string()))?;
-        conn.handle(&mut session, &mut socket, results).await?;
+        until(
+            deadline,
+            false,
+            timeout,
+            conn.handle(&mut session, &mut socket, results),
+        )
+        .await?;
     }
 
     while conn.close.is_none() {
+        let publishing = conn.publish.is_some();
+        if publishing {
+            guard.set_limit(ingest.max_message);
+        }
         let kick = conn.publish.as_ref().map(PublishSession::kicked);
         let kicked = async {
             match &kick {
@@ -200,23 +278,32 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 None => std::future::pending().await,
             }
         };
+        let at = phase_deadline(publishing, deadline, timeout);
         let n = tokio::select! {
             () = shutdown.cancelled() => break,
             () = kicked => {
                 info!("publisher disconnected: the stream was stopped");
                 break;
             }
-            n = read_some(&mut socket, &mut buf, ingest.timeout) => n?,
+            n = until(at, publishing, timeout, async { Ok(socket.read(&mut buf).await?) }) => n?,
         };
         if n == 0 {
             break;
         }
+        guard.feed(&buf[..n])?;
         let results = session
             .handle_input(&buf[..n])
             .map_err(|e| RtmpError::Session(e.to_string()))?;
-        conn.handle(&mut session, &mut socket, results).await?;
+        let at = phase_deadline(publishing, deadline, timeout);
+        until(
+            at,
+            publishing,
+            timeout,
+            conn.handle(&mut session, &mut socket, results),
+        )
+        .await?;
     }
-    let _ = socket.flush().await;
+    let _ = tokio::time::timeout(timeout, socket.flush()).await;
     match conn.close {
         Some(e) => Err(e),
         None => Ok(()),
@@ -400,5 +487,298 @@ fn convert_metadata(m: &RtmpMetadata) -> StreamMetadata {
         video_kbps: m.video_bitrate_kbps,
         audio_kbps: m.audio_bitrate_kbps,
         encoder: m.encoder.clone(),
+    }
+}
+
+/// A sans-IO watcher of the RTMP chunk stream that sees every byte before `rml_rtmp` does
+/// and refuses, before anything is buffered, a message longer than the connection may send
+/// or a chunk size above it. `rml_rtmp` reserves a message's whole declared length (up to
+/// 16 MiB) as soon as its first chunk arrives and accepts any chunk size, so without this a
+/// client that never authenticates could make the origin hold ~26 MB per connection.
+///
+/// It follows the chunk headers exactly as `rml_rtmp` 0.8 parses them (including its single
+/// partial-message buffer shared by all chunk streams) and tracks `SetChunkSize` messages,
+/// so both stay at the same byte. Before a publish is accepted the limit is
+/// [`guard::PRE_AUTH_MAX`]; afterwards `origin.max_rtmp_message_bytes`.
+pub(crate) mod guard {
+    use std::collections::HashMap;
+
+    /// Largest message and chunk size before a publish is accepted: `connect`,
+    /// `createStream` and `publish` of real encoders are a few hundred bytes.
+    pub(crate) const PRE_AUTH_MAX: u32 = 64 * 1024;
+
+    /// Most chunk streams one connection may use (encoders use a handful).
+    const MAX_CHUNK_STREAMS: usize = 64;
+
+    /// Why the stream was refused.
+    #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+    pub(crate) enum GuardError {
+        #[error("message of {len} bytes exceeds the limit of {max}")]
+        MessageTooLong { len: u32, max: u32 },
+        #[error("chunk size {size} outside 1..={max}")]
+        ChunkSize { size: u32, max: u32 },
+        #[error("chunk continues stream {0} that has no previous header")]
+        NoPreviousHeader(u32),
+        #[error("chunk header declares a message shorter than the part already received")]
+        Inconsistent,
+        #[error("more than {MAX_CHUNK_STREAMS} chunk streams")]
+        TooManyChunkStreams,
+    }
+
+    #[derive(Clone, Copy, Default)]
+    struct Header {
+        len: u32,
+        type_id: u8,
+        ts_field: u32,
+    }
+
+    /// See the module documentation.
+    pub(crate) struct ChunkGuard {
+        max: u32,
+        chunk_size: u32,
+        headers: HashMap<u32, Header>,
+        /// Bytes of the message in progress (rml_rtmp keeps one, whatever the chunk stream).
+        have: u32,
+        /// Header bytes collected so far (at most 3 + 11 + 4).
+        head: Vec<u8>,
+        /// Payload bytes left in the current chunk, once its header is complete.
+        left: Option<u32>,
+        /// The current chunk's stream and header.
+        current: (u32, Header),
+        /// First bytes of a `SetChunkSize` message in progress.
+        set_chunk: Vec<u8>,
+    }
+
+    impl ChunkGuard {
+        pub(crate) fn new() -> Self {
+            ChunkGuard {
+                max: PRE_AUTH_MAX,
+                chunk_size: 128,
+                headers: HashMap::new(),
+                have: 0,
+                head: Vec::with_capacity(18),
+                left: None,
+                current: (0, Header::default()),
+                set_chunk: Vec::with_capacity(4),
+            }
+        }
+
+        /// Allows messages (and chunk sizes) up to `max` from now on.
+        pub(crate) fn set_limit(&mut self, max: u32) {
+            self.max = max;
+        }
+
+        /// Checks `bytes`, the next bytes of the chunk stream.
+        pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), GuardError> {
+            while !bytes.is_empty() {
+                match self.left {
+                    None => {
+                        let b = bytes[0];
+                        bytes = &bytes[1..];
+                        self.head.push(b);
+                        self.try_header()?;
+                    }
+                    Some(left) => {
+                        let n = (left as usize).min(bytes.len());
+                        let (_, h) = self.current;
+                        if h.type_id == 1 && self.set_chunk.len() < 4 {
+                            let want = 4 - self.set_chunk.len();
+                            self.set_chunk.extend_from_slice(&bytes[..n.min(want)]);
+                        }
+                        bytes = &bytes[n..];
+                        // n <= left <= u32::MAX
+                        let left = left - n as u32;
+                        self.left = Some(left);
+                        if left == 0 {
+                            self.end_chunk()?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        /// Parses the collected header once it is complete.
+        fn try_header(&mut self) -> Result<(), GuardError> {
+            let h = &self.head;
+            let fmt = h[0] >> 6;
+            let basic = match h[0] & 0x3f {
+                0 => 2,
+                1 => 3,
+                _ => 1,
+            };
+            let msg = [11, 7, 3, 0][usize::from(fmt)];
+            if h.len() < basic + msg {
+                return Ok(());
+            }
+            let csid = match basic {
+                2 => u32::from(h[1]) + 64,
+                3 => u32::from(h[2]) * 256 + u32::from(h[1]) + 64,
+                _ => u32::from(h[0] & 0x3f),
+            };
+            let u24 = |i: usize| u32::from_be_bytes([0, h[i], h[i + 1], h[i + 2]]);
+            let mut header = if fmt == 0 {
+                Header::default()
+            } else {
+                *self
+                    .headers
+                    .get(&csid)
+                    .ok_or(GuardError::NoPreviousHeader(csid))?
+            };
+            if fmt <= 2 {
+                header.ts_field = u24(basic);
+            }
+            if fmt <= 1 {
+                header.len = u24(basic + 3);
+                header.type_id = h[basic + 6];
+            }
+            let extended = if header.ts_field >= 0xFF_FFFF { 4 } else { 0 };
+            if h.len() < basic + msg + extended {
+                return Ok(());
+            }
+            if header.len > self.max {
+                return Err(GuardError::MessageTooLong {
+                    len: header.len,
+                    max: self.max,
+                });
+            }
+            if header.len < self.have {
+                return Err(GuardError::Inconsistent);
+            }
+            if !self.headers.contains_key(&csid) && self.headers.len() >= MAX_CHUNK_STREAMS {
+                return Err(GuardError::TooManyChunkStreams);
+            }
+            self.head.clear();
+            self.current = (csid, header);
+            let left = (header.len - self.have).min(self.chunk_size);
+            self.left = Some(left);
+            if left == 0 {
+                self.end_chunk()?;
+            }
+            Ok(())
+        }
+
+        fn end_chunk(&mut self) -> Result<(), GuardError> {
+            let (csid, header) = self.current;
+            let chunk = (header.len - self.have).min(self.chunk_size);
+            self.have += chunk;
+            self.headers.insert(csid, header);
+            self.left = None;
+            if self.have == header.len {
+                self.have = 0;
+                if header.type_id == 1 {
+                    let mut b = [0u8; 4];
+                    b[..self.set_chunk.len()].copy_from_slice(&self.set_chunk);
+                    self.set_chunk.clear();
+                    let size = u32::from_be_bytes(b);
+                    if size == 0 || size > self.max {
+                        return Err(GuardError::ChunkSize {
+                            size,
+                            max: self.max,
+                        });
+                    }
+                    self.chunk_size = size;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used)]
+
+        use bytes::Bytes;
+        use rml_rtmp::chunk_io::ChunkSerializer;
+        use rml_rtmp::messages::MessagePayload;
+        use rml_rtmp::time::RtmpTimestamp;
+
+        use super::*;
+
+        fn message(type_id: u8, csid_stream: u32, ts: u32, data: Vec<u8>) -> MessagePayload {
+            MessagePayload {
+                timestamp: RtmpTimestamp::new(ts),
+                message_stream_id: csid_stream,
+                type_id,
+                data: Bytes::from(data),
+            }
+        }
+
+        #[test]
+        fn follows_a_real_chunk_stream_through_chunk_size_changes_and_split_messages() {
+            let mut ser = ChunkSerializer::new();
+            let mut wire = Vec::new();
+            let mut push = |ser: &mut ChunkSerializer, m: &MessagePayload| {
+                wire.extend(ser.serialize(m, false, false).unwrap().bytes);
+            };
+            // 1000 bytes at the initial chunk size of 128, then a SetChunkSize to 4096, then
+            // messages of every size, one with an extended timestamp.
+            push(&mut ser, &message(20, 0, 0, vec![7; 1000]));
+            let set = message(1, 0, 0, 4096u32.to_be_bytes().to_vec());
+            push(&mut ser, &set);
+            ser.set_max_chunk_size(4096, RtmpTimestamp::new(0)).unwrap();
+            for (i, len) in [0usize, 1, 4095, 4096, 4097, 60_000]
+                .into_iter()
+                .enumerate()
+            {
+                push(&mut ser, &message(9, 1, 40 * i as u32, vec![1; len]));
+            }
+            push(&mut ser, &message(9, 1, 0x0100_0000, vec![2; 9000]));
+            let mut g = ChunkGuard::new();
+            // Byte by byte and all at once give the same answer.
+            for b in &wire {
+                g.feed(std::slice::from_ref(b)).unwrap();
+            }
+            let mut g = ChunkGuard::new();
+            g.feed(&wire).unwrap();
+            assert_eq!(g.chunk_size, 4096);
+            assert_eq!(g.have, 0);
+            assert!(g.left.is_none() && g.head.is_empty());
+        }
+
+        #[test]
+        fn a_long_message_is_refused_at_its_header_until_the_limit_is_raised() {
+            let mut ser = ChunkSerializer::new();
+            let big = message(9, 1, 0, vec![0; 200_000]);
+            let wire = ser.serialize(&big, false, false).unwrap().bytes;
+            let mut g = ChunkGuard::new();
+            // Refused on the 12-byte header, before any payload is taken.
+            assert_eq!(
+                g.feed(&wire[..12]),
+                Err(GuardError::MessageTooLong {
+                    len: 200_000,
+                    max: PRE_AUTH_MAX
+                })
+            );
+            let mut g = ChunkGuard::new();
+            g.set_limit(8 << 20);
+            g.feed(&wire).unwrap();
+        }
+
+        #[test]
+        fn a_huge_chunk_size_before_publishing_is_refused() {
+            let mut ser = ChunkSerializer::new();
+            let set = message(1, 0, 0, (16u32 << 20).to_be_bytes().to_vec());
+            let wire = ser.serialize(&set, false, false).unwrap().bytes;
+            assert!(matches!(
+                ChunkGuard::new().feed(&wire),
+                Err(GuardError::ChunkSize { .. })
+            ));
+        }
+
+        #[test]
+        fn inconsistent_headers_are_refused_instead_of_confusing_rml_rtmp() {
+            // fmt 0 on csid 3, 300-byte message: one 128-byte chunk arrives...
+            let mut wire = vec![0x03, 0, 0, 0, 0, 0x01, 0x2c, 9, 1, 0, 0, 0];
+            wire.extend([0u8; 128]);
+            // ...then csid 4 starts a 10-byte message while 128 bytes are pending.
+            wire.extend([0x04, 0, 0, 0, 0, 0, 10, 9, 1, 0, 0, 0]);
+            assert_eq!(ChunkGuard::new().feed(&wire), Err(GuardError::Inconsistent));
+            // A continuation on a chunk stream never opened.
+            assert_eq!(
+                ChunkGuard::new().feed(&[0xC5]),
+                Err(GuardError::NoPreviousHeader(5))
+            );
+        }
     }
 }

@@ -532,3 +532,156 @@ async fn rtmps_with_a_self_signed_certificate_feeds_the_same_packager() {
     );
     assert!(!wrong.wait(Duration::from_secs(20)).await);
 }
+
+/// Connects and completes the RTMP handshake as a client.
+async fn handshaken(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    let c0c1 = hs.generate_outbound_p0_and_p1().unwrap();
+    s.write_all(&c0c1).await.unwrap();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("handshake answer")
+            .unwrap();
+        assert!(n > 0, "closed during the handshake");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                s.write_all(&response_bytes).await.unwrap();
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                s.write_all(&response_bytes).await.unwrap();
+                return s;
+            }
+        }
+    }
+}
+
+/// How long until the server closes `s` (reading and discarding what it sends).
+async fn time_to_close(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+#[tokio::test]
+async fn before_publishing_a_large_message_or_chunk_size_is_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    // The default ingest_timeout (10 s) would close these connections eventually; the
+    // guard must close them at the header, before anything is buffered.
+    let origin = Origin::start(|_| {}).await;
+
+    // A 16 MiB message declared on chunk stream 3 (fmt 0), and its first 128-byte chunk.
+    let mut big = handshaken(origin.rtmp).await;
+    let mut msg = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0];
+    msg.extend([0u8; 128]);
+    let _ = big.write_all(&msg).await;
+    let closed = time_to_close(&mut big, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "a 16 MiB message before publishing was accepted"
+    );
+
+    // SetChunkSize 16 MiB on chunk stream 2.
+    let mut chunky = handshaken(origin.rtmp).await;
+    let mut msg = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0];
+    msg.extend((16u32 << 20).to_be_bytes());
+    let _ = chunky.write_all(&msg).await;
+    let closed = time_to_close(&mut chunky, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "a 16 MiB chunk size before publishing was accepted"
+    );
+
+    // Real publishers (ffmpeg sets a 4096-byte chunk size and sends keyframes far larger
+    // than 64 KiB once publishing) are unaffected.
+    let _pusher = Publisher::start(&origin.rtmp_url(KEY), "1280x720", 20);
+    wait_ok(&origin.url(&playlist_path()), Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn trickling_clients_get_one_deadline_for_the_whole_connect_phase() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(|c| c.origin.ingest_timeout = "2s".parse().unwrap()).await;
+
+    // Three clients send one byte of C0C1 every 300 ms: each read is well within the
+    // timeout, the whole handshake never is.
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let addr = origin.rtmp;
+        slow.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let started = Instant::now();
+            let mut buf = [0u8; 64];
+            let mut bytes = std::iter::once(3u8).chain(std::iter::repeat(0));
+            loop {
+                tokio::select! {
+                    r = s.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => return Some(started.elapsed()),
+                        Ok(_) => {}
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {
+                        let b = [bytes.next().unwrap_or(0)];
+                        if s.write_all(&b).await.is_err() {
+                            return Some(started.elapsed());
+                        }
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(8) {
+                    return None;
+                }
+            }
+        }));
+    }
+    // Meanwhile a real publisher gets through.
+    let _pusher = Publisher::start(&origin.rtmp_url(KEY), "160x90", 20);
+    wait_ok(&origin.url(&playlist_path()), Duration::from_secs(20)).await;
+    for s in slow {
+        let closed = s
+            .await
+            .unwrap()
+            .expect("a trickling client was kept past the deadline");
+        assert!(closed < Duration::from_secs(4), "closed after {closed:?}");
+    }
+    // The publisher, past its connect phase, is not cut off by the same deadline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let p = parse(&get(&origin.url(&playlist_path())).await.text());
+    let again = get(&origin.url(&format!(
+        "{}?_HLS_msn={}",
+        playlist_path(),
+        p.media_sequence + p.segments.len() as u64
+    )))
+    .await;
+    assert_eq!(
+        again.status, 200,
+        "the stream stopped after the connect deadline"
+    );
+}
+
+#[tokio::test]
+async fn one_address_gets_at_most_its_share_of_rtmp_connections() {
+    let origin = Origin::start(|c| c.origin.max_ingest_connections_per_address = 2).await;
+    let _a = tokio::net::TcpStream::connect(origin.rtmp).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(origin.rtmp).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(origin.rtmp).await.unwrap();
+    // Closed at once, not after the 10 s ingest_timeout.
+    let closed = time_to_close(&mut c, Duration::from_secs(3)).await;
+    assert!(
+        closed.is_some(),
+        "a third connection from one address was kept"
+    );
+}
