@@ -68,7 +68,17 @@ impl Signer {
         if expires.len() > 20 || sig.len() != 64 {
             return Err(TokenError::Bad);
         }
+        // One spelling per token: the expiry in plain decimal (no sign, no leading zeros)
+        // and the signature in lowercase hex, exactly as `sign` writes them. Other
+        // spellings of the same token would be different URLs (cache keys, logs, share
+        // links) that all play, and a way around any exact-match revocation list.
+        let expires_text = expires;
         let expires: u64 = expires.parse().map_err(|_| TokenError::Bad)?;
+        if expires.to_string() != expires_text
+            || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(TokenError::Bad);
+        }
         let sig = unhex(sig).ok_or(TokenError::Bad)?;
         let mac = self.mac(stream, expires).ok_or(TokenError::Bad)?;
         // Constant-time comparison.
@@ -177,6 +187,36 @@ mod tests {
         }
         // Public streams need nothing.
         assert_eq!(s.verify("free", None, 0), Ok(()));
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_a_token_is_accepted() {
+        let s = signer();
+        let token = s.sign("vip", 1000).unwrap();
+        assert_eq!(s.verify("vip", Some(&token), 0), Ok(()));
+        let (expires, sig) = token.split_once('.').unwrap();
+        for other in [
+            format!("{expires}.{}", sig.to_uppercase()),
+            format!("0{expires}.{sig}"),
+            format!("000000{expires}.{sig}"),
+            format!("+{expires}.{sig}"),
+        ] {
+            assert_eq!(
+                s.verify("vip", Some(&other), 0),
+                Err(TokenError::Bad),
+                "{other}"
+            );
+        }
+        if let Some(upper) = sig.find(|c: char| c.is_ascii_lowercase()) {
+            let mut mixed = sig.to_owned();
+            mixed.replace_range(upper..=upper, &sig[upper..=upper].to_uppercase());
+            let t = format!("{expires}.{mixed}");
+            assert_eq!(s.verify("vip", Some(&t), 0), Err(TokenError::Bad), "{t}");
+        }
+        // Expiry 0 is spelled "0".
+        let zero = s.sign("vip", 0).unwrap();
+        assert!(zero.starts_with("0."));
+        assert_eq!(s.verify("vip", Some(&zero), 0), Ok(()));
     }
 
     #[test]
