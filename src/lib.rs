@@ -129,6 +129,22 @@ impl App {
             info!(role = role.as_str(), addr = %server.local_addr(), "listening");
             servers.push(server);
         }
+        // `/metrics` names private streams: a token, loopback, or a listener of its own.
+        ctx.metrics.set_token(config.metrics.token.clone());
+        if let Some(addr) = config.metrics.listen
+            && let Some(first) = servers.pop()
+        {
+            let listener = tokio::net::TcpListener::bind(addr.get())
+                .await
+                .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+            let bound = listener.local_addr().ok();
+            let router = potok_service::ops::metrics_router(&ctx.metrics);
+            let limits = potok_service::HttpLimits::from(&config.http);
+            info!(addr = ?bound, "metrics listener");
+            servers.push(first.with_task("metrics", bound, move |shutdown| {
+                potok_service::http::serve_plain(listener, router, limits, shutdown)
+            }));
+        }
         Ok(App {
             servers,
             ctx,
@@ -148,6 +164,11 @@ impl App {
             .iter()
             .find(|s| s.role() == role)
             .and_then(|s| s.addr_of(name))
+    }
+
+    /// The bound address of the `metrics.listen` listener, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.servers.iter().find_map(|s| s.addr_of("metrics"))
     }
 
     /// The bound HTTP address of `role`, if this process runs it.
@@ -207,7 +228,16 @@ impl App {
                 cp.port()
             ));
         }
-        out.push_str("  every role answers /healthz, /readyz and /metrics on its port\n");
+        out.push_str(
+            "  every role answers /healthz and /readyz on its port, /metrics there to loopback clients or with metrics.token\n",
+        );
+        if let Some(m) = self.metrics_addr() {
+            out.push_str(&format!(
+                "  {:<18} http://{host}:{}/metrics\n",
+                "metrics",
+                m.port()
+            ));
+        }
         // Viewers play through the edge when this process runs one.
         if let (Some(rtmp), Some(http)) = (
             self.listener(Role::Origin, "rtmp"),

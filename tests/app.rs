@@ -446,3 +446,32 @@ async fn potok_all_keeps_its_origin_on_loopback_and_its_edge_pulls_with_the_secr
     assert_eq!(status_with_auth(edge, live, None).await, 404);
     served.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_get_a_listener_of_their_own_and_the_token_guards_every_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path());
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    let token = "metrics-token-for-this-test";
+    config.metrics.token = Some(potok_config::Secret::new(token));
+    let (app, edge) = start(config, &[Role::Edge, Role::Origin]).await;
+    let metrics = app.metrics_addr().expect("a metrics listener");
+    let origin = app.addr(Role::Origin).unwrap();
+    let served = Served::start(app);
+
+    let bearer = format!("Bearer {token}");
+    for addr in [metrics, edge, origin] {
+        assert_eq!(
+            status_with_auth(addr, "/metrics", None).await,
+            401,
+            "{addr}"
+        );
+        assert_eq!(
+            status_with_auth(addr, "/metrics", Some(&bearer)).await,
+            200,
+            "{addr}"
+        );
+    }
+    assert_eq!(status_with_auth(metrics, "/healthz", None).await, 200);
+    served.stop().await;
+}

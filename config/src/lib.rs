@@ -78,6 +78,23 @@ pub struct Config {
     pub control_plane: ControlPlaneConfig,
     /// How nodes of a cluster find and trust each other.
     pub cluster: ClusterConfig,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsConfig,
+}
+
+/// Access to `/metrics`, which names every stream (private ones too) and counts logins.
+/// On the roles' ports `/metrics` answers requests bearing `token`, or, without a token,
+/// only loopback clients; `listen` adds a listener of its own for a scraper on another host.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A listener for `/metrics` (and `/healthz`) alone, e.g. on a private interface.
+    /// Without `token`, everyone who reaches it may read the metrics. Unset: none.
+    pub listen: Option<ListenAddr>,
+    /// A bearer token (`Authorization: Bearer TOKEN`, at least 16 characters) that every
+    /// `/metrics` request must carry, on every port. Unset: the roles' ports answer
+    /// loopback clients only and `listen` answers everyone.
+    pub token: Option<Secret>,
 }
 
 /// This node's identity and state directory.

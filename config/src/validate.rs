@@ -393,6 +393,15 @@ impl Config {
         {
             v.add("cluster.secret", "must be at least 16 characters");
         }
+        if let Some(token) = &self.metrics.token
+            && (token.expose().chars().count() < 16
+                || !token.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            v.add(
+                "metrics.token",
+                "must be at least 16 printable characters without spaces",
+            );
+        }
         if let Some(url) = &self.cluster.control_plane_url
             && let Err(why) = check_http_url(url)
         {
@@ -425,6 +434,9 @@ impl Config {
         }
         if runs(Role::ControlPlane) {
             listeners.push(("control_plane.listen", self.control_plane.listen, true));
+        }
+        if let Some(addr) = self.metrics.listen {
+            listeners.push(("metrics.listen", addr, true));
         }
         for (i, (a_name, a, a_tcp)) in listeners.iter().enumerate() {
             for (b_name, b, b_tcp) in &listeners[i + 1..] {

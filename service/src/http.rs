@@ -391,6 +391,8 @@ pub struct Activity {
     last: AtomicU64,
     /// Whether the peer has sent anything yet.
     got_bytes: AtomicBool,
+    /// Woken by the first byte, so a watchdog waiting for it switches to the idle deadline.
+    first: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -400,6 +402,7 @@ impl Activity {
             base: Instant::now(),
             last: AtomicU64::new(0),
             got_bytes: AtomicBool::new(false),
+            first: tokio::sync::Notify::new(),
         })
     }
 
@@ -411,12 +414,21 @@ impl Activity {
     /// Completes when the peer sent nothing within `first_byte` of the start, or when no
     /// byte moved either way for `idle`.
     pub async fn expired(&self, first_byte: Duration, idle: Duration) {
+        // Until the first byte: its deadline, or the byte (a stored notification is not lost).
+        if !self.got_bytes.load(Ordering::Acquire) {
+            tokio::select! {
+                () = tokio::time::sleep_until(self.base + first_byte) => {
+                    if !self.got_bytes.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+                () = self.first.notified() => {}
+            }
+        }
+        // Then: the idle deadline only ever moves later, so sleep to it and look again.
         loop {
-            let deadline = if self.got_bytes.load(Ordering::Relaxed) {
-                self.base + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
-            } else {
-                self.base + first_byte
-            };
+            let deadline =
+                self.base + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle;
             if Instant::now() >= deadline {
                 return;
             }
@@ -449,7 +461,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
-            self.activity.got_bytes.store(true, Ordering::Relaxed);
+            if !self.activity.got_bytes.swap(true, Ordering::AcqRel) {
+                self.activity.first.notify_one();
+            }
         }
         r
     }
@@ -532,6 +546,17 @@ async fn ops_only(
                 .into_response()
         }
     }
+}
+
+/// Serves `router` on `listener` with `limits` until `shutdown`, then drains: for listeners
+/// that belong to no role (`metrics.listen`).
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    serve(listener, router, limits, shutdown, None).await;
 }
 
 async fn serve(

@@ -14,6 +14,8 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// `metrics.token`: when set, every `/metrics` request must bear it.
+    token: std::sync::Arc<std::sync::RwLock<Option<potok_config::Secret>>>,
     build_info: IntGaugeVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
@@ -55,6 +57,7 @@ impl Metrics {
 
         let m = Metrics {
             registry,
+            token: Default::default(),
             build_info,
             http_requests,
             http_duration,
@@ -96,6 +99,18 @@ impl Metrics {
             .unwrap_or_else(|e| unreachable!("static metric {name}: {e}"));
         self.register(Box::new(c.clone()));
         c
+    }
+
+    /// Requires `token` (`metrics.token`) on every `/metrics` request from now on; `None`:
+    /// the roles' ports answer loopback clients only.
+    pub fn set_token(&self, token: Option<potok_config::Secret>) {
+        // A poisoned lock only means a writer panicked; the value is a plain Option.
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+
+    /// The token `/metrics` requests must bear, if one is configured.
+    pub fn token(&self) -> Option<potok_config::Secret> {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Marks `role` as running in this process (`potok_build_info{role=...} 1`).

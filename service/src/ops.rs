@@ -3,7 +3,10 @@
 //! - `GET /healthz`: the process is alive (200 while it can answer at all).
 //! - `GET /readyz`: the role's dependencies are reachable: 200, or 503 with a JSON `reason`
 //!   naming the failed check; 503 `shutting down` once the drain has begun.
-//! - `GET /metrics`: the process's registry in Prometheus text format.
+//! - `GET /metrics`: the process's registry in Prometheus text format. It names every
+//!   stream, private ones too, so it answers only requests bearing `metrics.token`, or,
+//!   without a token, only loopback clients (403 otherwise); [`metrics_router`] serves it on
+//!   a listener of its own (`metrics.listen`), to everyone unless a token is set.
 //!
 //! [`role_router`] merges these with a role's own routes and records every request in
 //! `potok_http_requests_total` and `potok_http_request_duration_seconds`, labelled by the
@@ -189,15 +192,83 @@ fn not_ready(ops: &Ops, reason: &str, results: &[(&'static str, Result<(), Strin
         .into_response()
 }
 
-async fn metrics(State(ops): State<Ops>) -> Response {
+async fn metrics(State(ops): State<Ops>, req: Request) -> Response {
+    metrics_answer(&ops.ctx.metrics, &req, true)
+}
+
+/// `/metrics` for `req`: with a token configured, only for requests bearing it; without,
+/// only for loopback peers when `loopback_only` (the roles' ports), else for everyone.
+fn metrics_answer(metrics: &Metrics, req: &Request, loopback_only: bool) -> Response {
+    let denied = |status: StatusCode, message: &str| {
+        (
+            status,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(json!({"code": "FORBIDDEN", "message": message})),
+        )
+            .into_response()
+    };
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match metrics.token() {
+        Some(token)
+            if !crate::cluster::bearer_matches(
+                req.headers().get(header::AUTHORIZATION),
+                &token,
+            ) =>
+        {
+            return denied(
+                StatusCode::UNAUTHORIZED,
+                "/metrics needs Authorization: Bearer <metrics.token>",
+            );
+        }
+        None if loopback_only && !peer.is_some_and(is_loopback) => {
+            return denied(
+                StatusCode::FORBIDDEN,
+                "/metrics answers loopback clients; set metrics.token or metrics.listen",
+            );
+        }
+        _ => {}
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ops.ctx.metrics.encode(),
+        metrics.encode(),
     )
         .into_response()
+}
+
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The router of the `metrics.listen` listener: `/metrics` (open to everyone who reaches
+/// it unless `metrics.token` is set) and `/healthz`.
+pub fn metrics_router(metrics: &Metrics) -> Router {
+    let m = metrics.clone();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move |req: Request| {
+                let m = m.clone();
+                async move { metrics_answer(&m, &req, false) }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(|| async {
+                axum::Json(json!({"status": "ok", "role": "metrics", "version": crate::VERSION}))
+            }),
+        )
+        .fallback(not_found)
 }
 
 async fn not_found() -> Response {

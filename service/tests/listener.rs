@@ -174,3 +174,97 @@ async fn healthz_answers_when_every_connection_slot_is_taken() {
     );
     stop.cancel();
 }
+
+mod metrics_access {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use potok_config::{Role, Secret};
+    use potok_service::ops::{metrics_router, role_router};
+    use potok_service::{CancellationToken, Metrics, RoleContext};
+    use tower::ServiceExt;
+
+    async fn status(router: &Router, peer: &str, auth: Option<&str>) -> StatusCode {
+        let mut req = Request::get("/metrics");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        let peer: SocketAddr = peer.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn role_ports_answer_metrics_to_loopback_or_to_the_token_only() {
+        let ctx = RoleContext {
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+            readiness_timeout: Duration::from_secs(1),
+        };
+        let router = role_router(Role::Edge, Router::new(), Vec::new(), &ctx);
+        assert_eq!(
+            status(&router, "127.0.0.1:5000", None).await,
+            StatusCode::OK
+        );
+        assert_eq!(status(&router, "[::1]:5000", None).await, StatusCode::OK);
+        assert_eq!(
+            status(&router, "[::ffff:127.0.0.1]:5000", None).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&router, "203.0.113.7:5000", None).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(&router, "[2001:db8::1]:5000", None).await,
+            StatusCode::FORBIDDEN
+        );
+
+        // With a token, everyone needs it, loopback included.
+        ctx.metrics
+            .set_token(Some(Secret::new("metrics-token-0123456789")));
+        let good = Some("Bearer metrics-token-0123456789");
+        let bad = Some("Bearer metrics-token-0123456780");
+        assert_eq!(
+            status(&router, "127.0.0.1:5000", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&router, "203.0.113.7:5000", bad).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&router, "203.0.113.7:5000", good).await,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn the_metrics_listener_is_open_unless_a_token_is_set() {
+        let metrics = Metrics::new();
+        let router = metrics_router(&metrics);
+        assert_eq!(
+            status(&router, "203.0.113.7:5000", None).await,
+            StatusCode::OK
+        );
+        metrics.set_token(Some(Secret::new("metrics-token-0123456789")));
+        assert_eq!(
+            status(&router, "203.0.113.7:5000", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(
+                &router,
+                "203.0.113.7:5000",
+                Some("Bearer metrics-token-0123456789")
+            )
+            .await,
+            StatusCode::OK
+        );
+    }
+}
