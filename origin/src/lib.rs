@@ -193,6 +193,10 @@ async fn bind_inner(
             .collect(),
         srt_max_bps: o.srt.max_bitrate_kbps.saturating_mul(1000),
         max_streams: o.max_streams,
+        srt_malformed: ctx.metrics.int_counter(
+            "potok_srt_malformed_datagrams_total",
+            "UDP datagrams on the SRT port that are not SRT packets.",
+        ),
     });
 
     // RTMPS: the same ingest over TLS, when a certificate is configured (or self-signed).

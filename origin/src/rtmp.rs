@@ -49,6 +49,8 @@ pub(crate) struct Ingest {
     pub(crate) srt_max_bps: u64,
     /// Most streams published at once (0: no limit).
     pub(crate) max_streams: u32,
+    /// Datagrams on the SRT port that were not SRT packets.
+    pub(crate) srt_malformed: prometheus::IntCounter,
 }
 
 impl Ingest {

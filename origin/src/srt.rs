@@ -82,9 +82,20 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(ingest.max_connections));
+    // The listener's own counters: datagrams that are not SRT (spoofable, so the SRT
+    // library's per-datagram warnings are thinned in the log; this count stays exact).
+    let mut stats = listener.statistics().clone();
+    let mut malformed_seen = 0u64;
     loop {
         let request = tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(s) = stats.next() => {
+                ingest
+                    .srt_malformed
+                    .inc_by(s.rx_parse_errors.saturating_sub(malformed_seen));
+                malformed_seen = malformed_seen.max(s.rx_parse_errors);
+                continue;
+            }
             r = incoming.incoming().next() => match r { Some(r) => r, None => break },
         };
         let peer = request.remote();
@@ -101,7 +112,14 @@ pub(crate) async fn serve(
             async move {
                 ingest.metrics.ingest_connections.inc();
                 if let Err(e) = caller(request, &ingest, passphrase, shutdown).await {
-                    warn!(error = %e, "SRT caller closed");
+                    // Any caller can fail at will: at most 20 lines per 10 s.
+                    static LINES: std::sync::LazyLock<potok_service::telemetry::LogLimiter> =
+                        std::sync::LazyLock::new(|| {
+                            potok_service::telemetry::LogLimiter::new(Duration::from_secs(10), 20)
+                        });
+                    if let Some(suppressed) = LINES.check(std::time::Instant::now()) {
+                        warn!(error = %e, suppressed, "SRT caller closed");
+                    }
                 }
                 ingest.metrics.ingest_connections.dec();
                 drop(permit);

@@ -180,3 +180,38 @@ async fn an_srt_caller_above_the_bitrate_cap_is_cut_off() {
         "the caller was not disconnected"
     );
 }
+
+#[tokio::test]
+async fn malformed_datagrams_are_counted_exactly_and_the_listener_keeps_working() {
+    let origin = Origin::start(|_| {}).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Too short to be an SRT header: every one is a parse error for the SRT library,
+    // which warns per datagram; the log gets a few lines, the counter all of them.
+    for i in 0..300u32 {
+        sock.send_to(&i.to_be_bytes()[..3], origin.srt)
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = origin.metrics.encode();
+        if text.contains("potok_srt_malformed_datagrams_total 300") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not counted: {}",
+            text.lines()
+                .find(|l| l.starts_with("potok_srt_malformed"))
+                .unwrap_or("no series")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _pusher = Publisher::start_as(
+        &srt_url(&origin, &format!("streamid=live/{KEY}")),
+        "160x90",
+        20,
+        "mpegts",
+    );
+    origin.live_master(Duration::from_secs(20)).await;
+}
