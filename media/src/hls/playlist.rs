@@ -315,6 +315,10 @@ impl MasterPlaylist {
             if let Some(f) = v.frame_rate {
                 let _ = write!(o, ",FRAME-RATE={f:.3}");
             }
+            // Potok's video never carries CEA-608/708 captions. Saying so spares players
+            // from probing segments for them (shaka 5 otherwise fetches sample segments
+            // and, in a live playlist, can pick the in-progress one, which has no URI).
+            o.push_str(",CLOSED-CAPTIONS=NONE");
             let _ = writeln!(o, "\n{}", v.uri);
         }
         o
@@ -487,7 +491,7 @@ mod tests {
             }],
         };
         let text = m.render();
-        assert!(text.contains("CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\nsource/index.m3u8\n"), "{text}");
+        assert!(text.contains("CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000,CLOSED-CAPTIONS=NONE\nsource/index.m3u8\n"), "{text}");
         assert_eq!(MasterPlaylist::parse(&text).unwrap(), m);
     }
 
