@@ -377,3 +377,72 @@ async fn segments_the_origin_dropped_come_from_the_object_store() {
             .contains("potok_edge_fallback_hits_total 1")
     );
 }
+
+/// Waits until `metrics` shows `series` (a whole line).
+async fn wait_for_series(metrics: &Metrics, series: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics.encode().lines().any(|l| l == series) {
+        assert!(Instant::now() < deadline, "never saw {series}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_request_caps_answer_503_at_the_origin_behind_the_edge_and_at_the_edge() {
+    // Viewers asking the same question share one origin request, so the origin's cap is
+    // reached only by as many *different* questions: the cap is 2 here, the third
+    // different one gets the origin's 503 through the edge. The edge's own cap counts
+    // every waiting viewer: 3 here, the fourth waiting viewer gets 503 at once.
+    let origin = Origin::start(|c| {
+        c.origin.hls.max_held_requests = 2;
+        c.origin.hls.reconnect_grace = "60s".parse().unwrap();
+    })
+    .await;
+    let edge = Edge::start(&origin, |c| c.edge.max_waiters = 3).await;
+    let mut pusher = Publisher::start(&origin.rtmp_url(KEY), "160x90", 30);
+    live_playlist(&origin).await;
+    // Nothing new will come: every blocking request for the next segment is held.
+    pusher.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let p = parse(&get(&origin.url(&playlist())).await.text());
+    // The segment after the last one with parts (the one in progress when it stopped).
+    let last = (0..p.segments.len())
+        .rev()
+        .find(|&i| !p.segments[i].parts.is_empty())
+        .map_or(p.media_sequence + p.segments.len() as u64, |i| p.msn_of(i));
+    let next = last + 1;
+    let ask = |part: u32| edge.url(&format!("{}?_HLS_msn={next}&_HLS_part={part}", playlist()));
+
+    let asked = Instant::now();
+    let first = tokio::spawn(get_owned(ask(0)));
+    let second = tokio::spawn(get_owned(ask(1)));
+    wait_for_series(&origin.metrics, "potok_hls_held_requests 2").await;
+    let third = get(&ask(2)).await;
+    assert_eq!(
+        third.status, 503,
+        "the origin held a third different request"
+    );
+
+    // A third viewer of the first question waits on its fetch (no new origin request)...
+    let coalesced = tokio::spawn(get_owned(ask(0)));
+    wait_for_series(&edge.metrics, "potok_edge_held_requests 3").await;
+    // ...and a fourth waiting viewer is one too many for the edge.
+    let fourth = get(&ask(1)).await;
+    assert_eq!(fourth.status, 503, "the edge let a fourth viewer wait");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the refusals waited"
+    );
+    // The held ones end with the origin's timeout (3 target durations), not hang.
+    for held in [first, second, coalesced] {
+        let status = tokio::time::timeout(Duration::from_secs(15), held)
+            .await
+            .expect("a held request never ended")
+            .unwrap();
+        assert_eq!(status, 503);
+    }
+}
+
+async fn get_owned(url: String) -> u16 {
+    get(&url).await.status
+}
