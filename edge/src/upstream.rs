@@ -160,7 +160,9 @@ impl Upstream {
         connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the origins' http.idle_timeout (60 s by default), so the edge drops an
+            // idle pooled connection before the origin closes it under a new request.
+            .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .build(connector);
         Upstream {

@@ -62,7 +62,11 @@ impl ControlPlane {
         ControlPlane {
             base: base.trim_end_matches('/').to_owned(),
             secret,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            // Idle pooled connections are dropped before the control plane's
+            // http.idle_timeout (60 s by default) would close them under a request.
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
             timeout,
         }
     }

@@ -268,3 +268,59 @@ mod metrics_access {
         );
     }
 }
+
+#[tokio::test]
+async fn a_tls_connection_that_sends_nothing_after_the_handshake_is_closed() {
+    use std::sync::Arc;
+
+    use potok_service::tls;
+    let ctx = RoleContext {
+        metrics: Metrics::new(),
+        shutdown: CancellationToken::new(),
+        readiness_timeout: Duration::from_secs(1),
+    };
+    let router = role_router(Role::Edge, Router::new(), Vec::new(), &ctx);
+    let addr = ListenAddr("127.0.0.1:0".parse().unwrap());
+    let (material, pem) = tls::self_signed(vec!["localhost".into()]).unwrap();
+    let server_config = tls::server_config(&material, &[b"h2", b"http/1.1"]).unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = tcp.local_addr().unwrap();
+    let server = RoleServer::bind(Role::Edge, "edge.http_listen", addr, router, limits())
+        .await
+        .unwrap()
+        .with_tls(
+            "https",
+            tcp,
+            tokio_rustls::TlsAcceptor::from(Arc::new(server_config)),
+        );
+    tokio::spawn(server.run(ctx.shutdown.clone()));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    // Handshake done, then silence: closed after the first-byte deadline (300 ms).
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a silent TLS connection was kept open");
+    ctx.shutdown.cancel();
+}
