@@ -127,6 +127,10 @@ pub struct Packager {
     origin: Option<i64>,
     start_time: u64,
     pending: Option<(u64, AccessUnit)>,
+    /// Video decode times announced before their access units ([`Packager::next_video`]).
+    upcoming: VecDeque<(i64, bool)>,
+    /// End of the last video sample when it was placed before its successor arrived.
+    placed_until: Option<u64>,
     last_video_duration: u64,
     audio_next: Option<u64>,
     audio_queue: VecDeque<QueuedAudio>,
@@ -143,6 +147,10 @@ pub struct Packager {
 
 /// Audio waiting for video longer than this (ticks) is packaged anyway.
 const MAX_AUDIO_QUEUE: usize = 512;
+
+/// Announced video decode times kept (an encoder holding more frames than this back only
+/// loses the early placement).
+const MAX_UPCOMING: usize = 64;
 
 impl Packager {
     /// A packager for `tracks` (at most one video and one audio track).
@@ -177,6 +185,8 @@ impl Packager {
             origin: None,
             start_time: start.time,
             pending: None,
+            upcoming: VecDeque::new(),
+            placed_until: None,
             last_video_duration: u64::from(TIMEBASE / 30),
             audio_next: None,
             audio_queue: VecDeque::new(),
@@ -227,6 +237,47 @@ impl Packager {
         out
     }
 
+    /// Announces that a video access unit with decode time `dts` (a keyframe or not) will
+    /// follow the ones pushed so far and those announced before. The held sample's
+    /// duration is then known without waiting for that access unit, so it is placed (and
+    /// a full part closed) now: a ladder rung announces each picture when it starts
+    /// encoding it, so its parts come out as soon as the source's do, not one encode
+    /// later. An access unit that arrives earlier than announced starts where the sample
+    /// before it was made to end.
+    pub fn next_video(&mut self, dts: i64, keyframe: bool) -> Vec<PackagerEvent> {
+        let mut out = Vec::new();
+        if self.video.is_none() {
+            return out;
+        }
+        if self.upcoming.len() >= MAX_UPCOMING {
+            self.upcoming.pop_front();
+        }
+        self.upcoming.push_back((dts, keyframe));
+        self.place_pending_early(&mut out);
+        out
+    }
+
+    /// Places the held video sample if the access unit after it was announced.
+    fn place_pending_early(&mut self, out: &mut Vec<PackagerEvent>) {
+        let Some(prev_time) = self.pending.as_ref().map(|(t, _)| *t) else {
+            return;
+        };
+        let next = self.upcoming.iter().find_map(|&(dts, key)| {
+            let t = self.time_of(dts)?;
+            (t > prev_time).then_some((t, key))
+        });
+        let Some((next_time, next_keyframe)) = next else {
+            return;
+        };
+        let Some((prev_time, prev)) = self.pending.take() else {
+            return;
+        };
+        let d = (next_time - prev_time).min(u64::from(self.cfg.part_target));
+        self.place_video(prev_time, d, prev, out);
+        self.placed_until = Some(prev_time + d);
+        self.decide_boundary(next_time, next_keyframe, out);
+    }
+
     /// Ends the stream: packages what is buffered and closes the last part and segment.
     pub fn finish(&mut self) -> Vec<PackagerEvent> {
         let mut out = Vec::new();
@@ -268,6 +319,13 @@ impl Packager {
         let Some(mut time) = self.time_of(au.dts) else {
             return; // decodes before the first keyframe
         };
+        while self.upcoming.front().is_some_and(|&(d, _)| d <= au.dts) {
+            self.upcoming.pop_front();
+        }
+        if let Some(end) = self.placed_until.take() {
+            // The sample before this one was placed when this one was announced.
+            time = time.max(end);
+        }
         if let Some((prev_time, prev)) = self.pending.take() {
             if time <= prev_time {
                 time = prev_time + 1; // non-increasing DTS from the source: keep order
@@ -279,6 +337,7 @@ impl Packager {
             self.decide_boundary(time, au.keyframe, out);
         }
         self.pending = Some((time, au));
+        self.place_pending_early(out);
     }
 
     /// Whether a video sample at `time` (lasting at most `duration`) starts a new segment.
@@ -574,6 +633,56 @@ mod tests {
         }
         assert_eq!(names(&p.push(video(20, 9000, false))), ["0.9"]);
         assert_eq!(names(&p.push(video(22, 9000, false))), ["0.10"]);
+    }
+
+    #[test]
+    fn an_announced_picture_completes_the_held_one_at_once_with_the_same_output() {
+        // 30 fps, keyframe every 2 s: the same frames with and without announcements give
+        // the same parts and segments, but announced, each part comes one frame earlier:
+        // with the announcement of its last frame's successor, not with that successor.
+        let frames: Vec<AccessUnit> = (0..200).map(|i| video(i, 3000, i % 60 == 0)).collect();
+        let mut plain = packager();
+        let mut announced = packager();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (i, au) in frames.iter().enumerate() {
+            a.extend(plain.push(au.clone()));
+            b.extend(announced.push(au.clone()));
+            if let Some(next) = frames.get(i + 1) {
+                let early = announced.next_video(next.dts, next.keyframe);
+                // Frame i completes part k when frame i + 1 is announced, before it arrives.
+                if (i + 1) % 6 == 0 {
+                    assert!(
+                        matches!(early.first(), Some(PackagerEvent::Part(_))),
+                        "frame {i}: {:?}",
+                        names(&early)
+                    );
+                }
+                b.extend(early);
+            }
+        }
+        a.extend(plain.finish());
+        b.extend(announced.finish());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn an_access_unit_earlier_than_announced_keeps_the_timeline_in_order() {
+        let mut p = packager();
+        p.push(video(0, 3000, true));
+        p.next_video(3000, false);
+        // It comes 1000 ticks early: it starts where the sample before it ends.
+        let mut au = video(1, 3000, false);
+        au.dts -= 1000;
+        p.push(au);
+        let events = p.finish();
+        let parts: Vec<&Part> = events
+            .iter()
+            .filter_map(|e| match e {
+                PackagerEvent::Part(p) => Some(p),
+                PackagerEvent::SegmentEnd { .. } => None,
+            })
+            .collect();
+        assert_eq!(parts.iter().map(|p| p.duration).sum::<u32>(), 6000);
     }
 
     #[test]

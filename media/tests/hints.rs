@@ -78,6 +78,9 @@ struct Input {
     millis: bool,
     seconds: f64,
     seed: u64,
+    /// Each video access unit is announced (`Packager::next_video`) as soon as the one
+    /// before it is pushed, as a ladder rung does.
+    announce: bool,
 }
 
 /// Video and 44.1 kHz AAC access units in decode order.
@@ -161,9 +164,9 @@ fn check(input: Input) -> Outcome {
     let mut produced: BTreeSet<(u64, u32)> = BTreeSet::new();
     let mut out = Outcome::default();
     let apply = |events: Vec<PackagerEvent>,
-                     window: &mut LiveRendition,
-                     produced: &mut BTreeSet<(u64, u32)>,
-                     out: &mut Outcome| {
+                 window: &mut LiveRendition,
+                 produced: &mut BTreeSet<(u64, u32)>,
+                 out: &mut Outcome| {
         for e in events {
             match e {
                 PackagerEvent::Part(p) => {
@@ -182,22 +185,20 @@ fn check(input: Input) -> Outcome {
             }
         }
     };
-    for au in frames(input) {
-        let events = packager.push(au);
+    let aus = frames(input);
+    for (i, au) in aus.iter().enumerate() {
+        let video = au.track == TrackKind::Video;
+        let events = packager.push(au.clone());
         apply(events, &mut window, &mut produced, &mut out);
-        let Some(hint) = window.playlist(false, vec![]).preload_hint else {
-            continue;
-        };
-        let (msn, part) = parse_part_uri(&hint);
-        // The origin holds a request for the hinted part; it must not answer 404.
-        assert_eq!(
-            window.part(msn, u64::from(part)),
-            PartLookup::Pending,
-            "{input:?}: hinted {hint} is not pending"
-        );
-        if hinted.insert((msn, part)) {
-            out.hints += 1;
+        if input.announce
+            && video
+            && let Some(next) = aus[i + 1..].iter().find(|a| a.track == TrackKind::Video)
+        {
+            let events = packager.next_video(next.dts, next.keyframe);
+            apply(events, &mut window, &mut produced, &mut out);
+            check_hint(input, &window, &mut hinted, &mut out);
         }
+        check_hint(input, &window, &mut hinted, &mut out);
     }
     let events = packager.finish();
     apply(events, &mut window, &mut produced, &mut out);
@@ -209,6 +210,27 @@ fn check(input: Input) -> Outcome {
         out.boundaries
     );
     out
+}
+
+/// Reads the preload hint; the origin holds a request for it, so it must be pending.
+fn check_hint(
+    input: Input,
+    window: &LiveRendition,
+    hinted: &mut BTreeSet<(u64, u32)>,
+    out: &mut Outcome,
+) {
+    let Some(hint) = window.playlist(false, vec![]).preload_hint else {
+        return;
+    };
+    let (msn, part) = parse_part_uri(&hint);
+    assert_eq!(
+        window.part(msn, u64::from(part)),
+        PartLookup::Pending,
+        "{input:?}: hinted {hint} is not pending"
+    );
+    if hinted.insert((msn, part)) {
+        out.hints += 1;
+    }
 }
 
 fn parse_part_uri(uri: &str) -> (u64, u32) {
@@ -226,6 +248,7 @@ fn base(fps: f64) -> Input {
         millis: false,
         seconds: 600.0,
         seed: 1,
+        announce: false,
     }
 }
 
@@ -289,6 +312,21 @@ fn every_hinted_part_exists_without_keyframes_in_time() {
         gop_secs: 5.0,
         vfr: true,
         seconds: 700.0,
+        ..i
+    });
+}
+
+#[test]
+fn every_hinted_part_exists_when_each_picture_is_announced_before_it_arrives() {
+    run_all(|i| Input {
+        announce: true,
+        millis: true,
+        ..i
+    });
+    run_all(|i| Input {
+        announce: true,
+        vfr: true,
+        seed: 5,
         ..i
     });
 }

@@ -240,6 +240,16 @@ impl LadderSink for RungOutput {
         }
     }
 
+    fn next_picture(&self, rung: &str, dts: i64, keyframe: bool) {
+        if !self.current() {
+            return;
+        }
+        if let Some(RungState::Packaging(p)) = self.rungs().get_mut(rung) {
+            let events = p.next_video(dts, keyframe);
+            self.streams.apply(&self.stream, rung, events);
+        }
+    }
+
     fn shed(&self, rung: &str, why: &str) {
         let state = self.rungs().remove(rung);
         if !self.current() {

@@ -123,6 +123,12 @@ pub trait LadderSink: Send + Sync + 'static {
     fn config(&self, rung: &PlannedRung, config: CodecConfig);
     /// A rung's next access unit (video it encoded, or the source's audio), decode order.
     fn unit(&self, rung: &str, au: AccessUnit);
+    /// The rung starts encoding a picture that will come out as video with decode time
+    /// `dts` (a keyframe or not), after the pictures announced before it. A packager can
+    /// complete the picture before it now, without waiting one encode for this one.
+    fn next_picture(&self, rung: &str, dts: i64, keyframe: bool) {
+        let _ = (rung, dts, keyframe);
+    }
     /// The rung was dropped to keep the ladder in real time (or its encoder failed).
     fn shed(&self, rung: &str, why: &str);
     /// The input ended and the rung has flushed everything.
@@ -640,6 +646,10 @@ impl RungJob {
                         continue;
                     }
                     next_due = Some(next_due.filter(|_| !key).unwrap_or(pts) + interval);
+                    // Its decode time as OutputConverter will give it (rungs have no
+                    // B-frames).
+                    let dts = pts - self.shared.cts_offset.load(Ordering::Relaxed);
+                    self.sink.next_picture(name, dts, key);
                     let mut scaled = scaler.scale(&frame).map_err(|e| e.to_string())?;
                     drop(frame);
                     scaled.set_pts(pts);
