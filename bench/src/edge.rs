@@ -223,6 +223,8 @@ pub async fn start() -> anyhow::Result<Bench> {
     config.edge.tls.self_signed = true;
     config.edge.upstream.origins = vec![format!("http://{origin}")];
     config.http.max_connections = 100_000;
+    // Every load client connects from 127.0.0.1: no per-address connection limit.
+    config.http.max_connections_per_address = 0;
     config
         .validate(&[Role::Edge])
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -378,6 +378,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     config.origin.http_listen = loopback;
     config.origin.rtmp_listen = loopback;
     config.origin.srt_listen = loopback;
+    // Every load client connects from 127.0.0.1: no per-address connection limit.
+    config.http.max_connections_per_address = 0;
     // Measures the source rendition's path; `bench ladder` measures the transcoder.
     config.origin.transcode.enabled = false;
     config.origin.streams = vec![StreamKeyConfig {

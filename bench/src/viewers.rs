@@ -84,6 +84,8 @@ pub async fn run(viewers: usize, seconds: u64) -> anyhow::Result<ViewersReport> 
     config.origin.srt_listen = loopback;
     config.edge.http_listen = loopback;
     config.http.max_connections = 100_000;
+    // Every load client connects from 127.0.0.1: no per-address connection limit.
+    config.http.max_connections_per_address = 0;
     // Measures the source rendition's path; `bench ladder` measures the transcoder.
     config.origin.transcode.enabled = false;
     config.origin.streams = vec![StreamKeyConfig {
