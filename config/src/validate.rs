@@ -279,6 +279,18 @@ impl Config {
                     );
                 }
             }
+            // A held request moves no byte until it is answered (at most three target
+            // durations): the idle watchdog must not cut it first.
+            if self.http.idle_timeout.get() <= 3 * h.segment_target.get() {
+                v.add(
+                    "http.idle_timeout",
+                    format!(
+                        "must be longer than 3 × origin.hls.segment_target ({}), the longest \
+                         an origin holds a request",
+                        crate::HumanDuration(3 * h.segment_target.get())
+                    ),
+                );
+            }
             if o.archive.queue == 0 {
                 v.add("origin.archive.queue", "must be at least 1");
             }
@@ -332,6 +344,16 @@ impl Config {
                 Duration::from_millis(1),
                 Duration::from_secs(600),
             );
+            if self.http.idle_timeout.get() <= up.hold_timeout.get() {
+                v.add(
+                    "http.idle_timeout",
+                    format!(
+                        "must be longer than edge.upstream.hold_timeout ({}), the longest a \
+                         viewer's request waits on an origin",
+                        up.hold_timeout
+                    ),
+                );
+            }
             if self.edge.max_waiters == 0 {
                 v.add("edge.max_waiters", "must be at least 1");
             }

@@ -20,3 +20,21 @@ fn an_origin_open_beyond_loopback_without_a_cluster_secret_is_warned_about() {
     c.cluster.secret = Some(Secret::new("sixteen-chars-or-more"));
     assert!(c.warnings(&[Role::Origin]).is_empty());
 }
+
+#[test]
+fn the_idle_timeout_must_outlast_held_requests() {
+    let mut c = Config::default();
+    c.http.idle_timeout = "5s".parse().unwrap();
+    let e = c.validate(&[Role::Origin]).unwrap_err().to_string();
+    assert!(
+        e.contains("http.idle_timeout") && e.contains("segment_target"),
+        "{e}"
+    );
+    let e = c
+        .validate(&[Role::Edge, Role::Origin])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("hold_timeout"), "{e}");
+    c.http.idle_timeout = "60s".parse().unwrap();
+    c.validate(&[Role::Edge, Role::Origin]).unwrap();
+}
