@@ -499,6 +499,17 @@ impl Config {
                 ),
             );
         }
+        if roles.contains(&Role::Edge)
+            && !roles.contains(&Role::Origin)
+            && !self.edge.upstream.origins.is_empty()
+            && self.cluster.secret.is_none()
+        {
+            w.add(
+                "cluster.secret",
+                "is unset: the edge pulls without credentials, so origins that have a \
+                 cluster.secret (as they should when reachable beyond loopback) answer 401",
+            );
+        }
         w.0
     }
 }

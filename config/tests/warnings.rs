@@ -38,3 +38,14 @@ fn the_idle_timeout_must_outlast_held_requests() {
     c.http.idle_timeout = "60s".parse().unwrap();
     c.validate(&[Role::Edge, Role::Origin]).unwrap();
 }
+
+#[test]
+fn an_edge_pulling_without_the_cluster_secret_is_warned_about() {
+    let mut c = Config::default();
+    c.edge.upstream.origins = vec!["http://origin-1:8081".into()];
+    let w = c.warnings(&[Role::Edge]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "cluster.secret");
+    c.cluster.secret = Some(Secret::new("sixteen-chars-or-more"));
+    assert!(c.warnings(&[Role::Edge]).is_empty());
+}
