@@ -360,6 +360,15 @@ pub async fn accept_loop<F>(
                 }
             },
         };
+        // A regular slot may have freed while this reserve slot waited for the client.
+        let (permit, in_reserve) = if in_reserve {
+            match Arc::clone(&permits).try_acquire_owned() {
+                Ok(regular) => (regular, false),
+                Err(_) => (permit, true),
+            }
+        } else {
+            (permit, false)
+        };
         let Some(address) = per_address.try_take(peer.ip()) else {
             // Refusals are counted, and logged only now and then: a client at its limit
             // could otherwise write a log line per connection attempt.
