@@ -209,10 +209,14 @@ impl App {
                 Role::Origin => "origin HTTP",
                 Role::Edge => "edge (viewers)",
             };
-            out.push_str(&format!(
-                "  {what:<18} http://{host}:{}/\n",
-                s.local_addr().port()
-            ));
+            // A loopback-only listener (the origin of `potok all`) is reachable only there.
+            let addr = s.local_addr();
+            let shown = if addr.ip().is_loopback() {
+                format!("http://{addr}/  (this machine only)")
+            } else {
+                format!("http://{host}:{}/", addr.port())
+            };
+            out.push_str(&format!("  {what:<18} {shown}\n"));
         }
         if let Some(https) = self.listener(Role::Edge, "https") {
             out.push_str(&format!(
