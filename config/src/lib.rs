@@ -601,6 +601,63 @@ pub struct ControlPlaneConfig {
     /// once with 503 `SERVICE_BUSY` (memory stays bounded by the concurrency, whatever the
     /// load).
     pub password_hash_queue: u32,
+    /// Chat and the real-time (WebSocket) gateway.
+    pub chat: ChatConfig,
+}
+
+/// Chat rooms and the WebSocket gateway (`/api/v1/realtime`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// NATS server for cross-replica fan-out (`nats://127.0.0.1:4222`); JetStream must be on.
+    /// Unset: the in-process bus (one control plane, as in `potok all`).
+    pub nats_url: Option<String>,
+    /// Longest message, in characters.
+    pub max_message_chars: u32,
+    /// Messages a user may send per 30 s in one room (Twitch: 20).
+    pub user_messages_per_30s: u32,
+    /// Messages a moderator, VIP or the channel's owner may send per 30 s (Twitch: 100).
+    pub moderator_messages_per_30s: u32,
+    /// The same text from the same user within this window is refused as a duplicate.
+    pub duplicate_window: HumanDuration,
+    /// Messages sent to a client when it joins a room.
+    pub history_on_join: u32,
+    /// How long messages stay stored.
+    pub retention: HumanDuration,
+    /// A user may edit a message this long after sending it.
+    pub edit_window: HumanDuration,
+    /// WebSocket connections per client address.
+    pub max_connections_per_address: u32,
+    /// Largest frame a client may send, in bytes.
+    pub max_frame_bytes: u32,
+    /// Frames a client may send per second (burst: twice that); a flood closes the socket.
+    pub client_frames_per_second: u32,
+    /// Frames queued for one client; a client that falls this far behind is disconnected
+    /// ("slow consumer") so it never stalls a room.
+    pub send_queue: u32,
+    /// Browser origins (`https://potok.example`) allowed to open the socket; empty: only
+    /// pages from the same host as the API.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            nats_url: None,
+            max_message_chars: 500,
+            user_messages_per_30s: 20,
+            moderator_messages_per_30s: 100,
+            duplicate_window: HumanDuration::secs(30),
+            history_on_join: 50,
+            retention: HumanDuration::secs(30 * 24 * 3600),
+            edit_window: HumanDuration::secs(120),
+            max_connections_per_address: 20,
+            max_frame_bytes: 4096,
+            client_frames_per_second: 10,
+            send_queue: 256,
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 impl Default for ControlPlaneConfig {
@@ -614,6 +671,7 @@ impl Default for ControlPlaneConfig {
             signups_per_hour: 20,
             password_hash_concurrency: 0,
             password_hash_queue: 64,
+            chat: ChatConfig::default(),
         }
     }
 }

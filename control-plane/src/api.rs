@@ -106,6 +106,31 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Par
     }
 }
 
+/// Deserializes a JSON integer, also when written as a whole float (`56.0`): JSON Schema
+/// and many clients treat them as the same number.
+pub(crate) fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    number_to_i64(&n).ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
+}
+
+/// [`whole`] for optional fields.
+pub(crate) fn whole_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => number_to_i64(&n)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number"))),
+    }
+}
+
+fn number_to_i64(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 /// The client's IP address (from the connection; `unknown` when not served over TCP).
 pub(crate) struct ClientAddr(pub(crate) String);
 
@@ -337,7 +362,7 @@ pub(crate) async fn me(Caller(user): Caller) -> Json<User> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct TokenRequest {
     /// 1-64 characters, to recognise it in the list.
-    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 64, pattern = "[^\\s\\x85]")]
     name: String,
 }
 
@@ -472,14 +497,14 @@ pub(crate) async fn revoke_key(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewStream {
     /// 1-140 characters.
-    #[schema(min_length = 1, max_length = 140, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 140, pattern = "[^\\s\\x85]")]
     title: String,
     /// Up to 2000 characters.
     #[serde(default)]
     #[schema(max_length = 2000)]
     description: String,
     /// 1-64 characters (`dota2`, `just-chatting`).
-    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 64, pattern = "[^\\s\\x85]")]
     category: String,
     /// ISO 639-1 (`ru`, `en`).
     #[schema(min_length = 2, max_length = 2, pattern = "^[a-z]{2}$")]
@@ -494,13 +519,13 @@ pub(crate) struct NewStream {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct StreamPatch {
     /// 1-140 characters.
-    #[schema(min_length = 1, max_length = 140, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 140, pattern = "[^\\s\\x85]")]
     title: Option<String>,
     /// Up to 2000 characters.
     #[schema(max_length = 2000)]
     description: Option<String>,
     /// 1-64 characters.
-    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 64, pattern = "[^\\s\\x85]")]
     category: Option<String>,
     /// ISO 639-1.
     #[schema(min_length = 2, max_length = 2, pattern = "^[a-z]{2}$")]
@@ -510,21 +535,29 @@ pub(crate) struct StreamPatch {
     tags: Option<Vec<String>>,
 }
 
-/// A tag, as the OpenAPI document describes it (bodies carry plain strings).
-pub(crate) struct Tag;
+/// A bounded string as the OpenAPI document describes list items (bodies carry plain
+/// strings): `Bounded<MIN, MAX>`, not blank.
+pub(crate) struct Bounded<const MIN: usize, const MAX: usize>;
 
-impl utoipa::PartialSchema for Tag {
+impl<const MIN: usize, const MAX: usize> utoipa::PartialSchema for Bounded<MIN, MAX> {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .min_length(Some(1))
-            .max_length(Some(32))
-            .pattern(Some("\\S"))
+            .min_length(Some(MIN))
+            .max_length(Some(MAX))
+            .pattern(Some("[^\\s\\x85]"))
             .into()
     }
 }
 
-impl ToSchema for Tag {}
+impl<const MIN: usize, const MAX: usize> ToSchema for Bounded<MIN, MAX> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(format!("String{MIN}to{MAX}"))
+    }
+}
+
+/// A stream tag.
+pub(crate) type Tag = Bounded<1, 32>;
 
 fn check_meta(c: &mut Check, m: &StreamMeta) {
     if m.title.trim().is_empty() || m.title.chars().count() > 140 {
@@ -588,6 +621,8 @@ pub(crate) async fn create_stream(
         });
     }
     let stream = app.db.create_stream(&user, &meta).await?;
+    // The channel's chat room comes with its first stream (the seed's createChatRoom).
+    app.chat.ensure_room(&user.username).await?;
     Ok((StatusCode::CREATED, Json(stream)))
 }
 
@@ -666,7 +701,7 @@ pub(crate) async fn list_streams(
 }
 
 /// Live streams (the seed's `getActiveStreams`), with the same filters.
-#[utoipa::path(get, path = "/api/v1/streams/active", tag = "streams", params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/streams/active", tag = "streams", operation_id = "get_active_streams", params(ListQuery),
     responses((status = 200, body = StreamPage), (status = 422, body = ApiError)))]
 pub(crate) async fn active_streams(
     State(app): State<App>,

@@ -34,7 +34,7 @@ fn unique(e: sqlx::Error, what: &'static str) -> RepoError {
 
 /// Marks a query built at run time as safe: every dynamic part is a constant of this
 /// module or a generated `$N` placeholder; user values only ever travel as bound parameters.
-fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
+pub(crate) fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(s)
 }
 
@@ -118,6 +118,11 @@ impl Db {
         } else {
             self.pool.begin().await?
         })
+    }
+
+    /// The pool, for the areas' own repositories (each area owns its tables).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Whether the database answers.

@@ -38,6 +38,14 @@ pub enum StreamingErrorCode {
     PlatformUnavailable,
     /// The server is too busy for this request now (password checks queued); retry soon.
     ServiceBusy,
+    /// A chat message was refused by a filter or a room mode (seed code); the message says
+    /// which.
+    MessageBlocked,
+    /// The user is banned or timed out in this room (seed code).
+    UserBanned,
+    /// The real-time connection was refused or dropped (seed code): origin, limits, a slow
+    /// reader.
+    ChatConnectionFailed,
     /// Something broke on our side.
     Internal,
 }
@@ -49,7 +57,9 @@ impl StreamingErrorCode {
         match self {
             C::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             C::Unauthorized => StatusCode::UNAUTHORIZED,
-            C::Forbidden | C::StreamKeyInvalid => StatusCode::FORBIDDEN,
+            C::Forbidden | C::StreamKeyInvalid | C::UserBanned => StatusCode::FORBIDDEN,
+            C::MessageBlocked => StatusCode::UNPROCESSABLE_ENTITY,
+            C::ChatConnectionFailed => StatusCode::BAD_REQUEST,
             C::NotFound => StatusCode::NOT_FOUND,
             C::Conflict | C::StreamAlreadyLive => StatusCode::CONFLICT,
             C::RateLimited => StatusCode::TOO_MANY_REQUESTS,

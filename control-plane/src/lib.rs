@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod chat;
 pub mod cluster;
 pub mod db;
 pub mod error;
@@ -17,6 +18,7 @@ mod hashing;
 mod limits;
 mod metrics;
 pub mod model;
+mod realtime;
 mod scheduler;
 mod secrets;
 
@@ -43,6 +45,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("control_plane.database.url: {0}")]
     Database(String),
+    /// The bus (NATS) could not be reached.
+    #[error("control_plane.chat.nats_url: {0}")]
+    Bus(String),
 }
 
 /// What every handler shares.
@@ -54,6 +59,9 @@ pub(crate) struct App {
     pub(crate) node_timeout: Duration,
     pub(crate) limiter: Arc<limits::Limiter>,
     pub(crate) hasher: Arc<hashing::Hasher>,
+    pub(crate) chat: Arc<chat::store::Chat>,
+    pub(crate) hub: Arc<realtime::hub::Hub>,
+    pub(crate) sockets: Arc<realtime::gateway::Addresses>,
     pub(crate) metrics: metrics::CpMetrics,
 }
 
@@ -74,7 +82,25 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
     let db = Db::open(&database_url(config), cp.database.max_connections)
         .await
         .map_err(|e| StartError::Database(e.to_string()))?;
+    let metrics = metrics::CpMetrics::new(&ctx.metrics);
+    let bus: Arc<dyn realtime::bus::Bus> = match &cp.chat.nats_url {
+        Some(url) => Arc::new(
+            realtime::bus::NatsBus::connect(url, 1000, Duration::from_secs(24 * 3600))
+                .await
+                .map_err(|e| StartError::Bus(e.to_string()))?,
+        ),
+        None => Arc::new(realtime::bus::MemoryBus::default()),
+    };
+    let chat = Arc::new(chat::store::Chat::new(
+        db.clone(),
+        cp.chat.clone(),
+        bus,
+        metrics.clone(),
+    ));
     let app = App {
+        hub: realtime::hub::Hub::new(Arc::clone(&chat), metrics.clone()),
+        chat,
+        sockets: Arc::default(),
         db: db.clone(),
         cluster_secret: config.cluster.secret.clone(),
         heartbeat: cp.heartbeat_interval.get(),
@@ -88,7 +114,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
             cp.password_hash_concurrency,
             cp.password_hash_queue,
         )),
-        metrics: metrics::CpMetrics::new(&ctx.metrics),
+        metrics,
     };
     let checks = vec![ReadinessCheck::new("database", move || {
         let db = db.clone();
@@ -103,9 +129,24 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         HttpLimits::from(&config.http),
     )
     .await?;
-    Ok(server.with_task("node-sweeper", None, move |shutdown| {
-        scheduler::sweep(app, shutdown)
-    }))
+    let retention = app.chat.clone();
+    Ok(server
+        .with_task("node-sweeper", None, move |shutdown| {
+            scheduler::sweep(app, shutdown)
+        })
+        .with_task("chat-retention", None, move |shutdown| async move {
+            let mut every = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = every.tick() => {
+                        if let Err(e) = retention.sweep().await {
+                            tracing::warn!(error = %e.message, "chat retention sweep failed");
+                        }
+                    }
+                }
+            }
+        }))
 }
 
 #[derive(OpenApi)]
@@ -117,8 +158,14 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         api::create_stream, api::list_streams, api::active_streams, api::get_stream, api::update_stream,
         api::stop_stream, api::ingest, api::list_nodes,
         cluster::register, cluster::heartbeat, cluster::publish, cluster::resolve, cluster::origins,
+        chat::routes::history, chat::routes::send, chat::routes::edit, chat::routes::delete,
+        chat::routes::moderate, chat::routes::timeout, chat::routes::ban, chat::routes::unban,
+        chat::routes::add_role, chat::routes::remove_role, chat::routes::settings,
+        chat::routes::update_settings, chat::routes::clear, chat::routes::modlog,
+        chat::routes::channel, chat::routes::follow, chat::routes::unfollow,
+        realtime::gateway::realtime,
     ),
-    components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError)),
+    components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent)),
     modifiers(&Security),
 )]
 struct ApiDoc;
@@ -197,6 +244,40 @@ fn routes(app: App) -> Router {
             get(cluster::resolve),
         )
         .route("/api/v1/cluster/origins", get(cluster::origins))
+        .route(
+            "/api/v1/chat/{room}/messages",
+            get(chat::routes::history).post(chat::routes::send),
+        )
+        .route(
+            "/api/v1/chat/{room}/messages/{id}",
+            axum::routing::patch(chat::routes::edit).delete(chat::routes::delete),
+        )
+        .route(
+            "/api/v1/chat/{room}/messages/{id}/moderate",
+            post(chat::routes::moderate),
+        )
+        .route("/api/v1/chat/{room}/timeouts", post(chat::routes::timeout))
+        .route("/api/v1/chat/{room}/bans", post(chat::routes::ban))
+        .route(
+            "/api/v1/chat/{room}/bans/{username}",
+            delete(chat::routes::unban),
+        )
+        .route(
+            "/api/v1/chat/{room}/roles/{username}",
+            axum::routing::put(chat::routes::add_role).delete(chat::routes::remove_role),
+        )
+        .route(
+            "/api/v1/chat/{room}/settings",
+            get(chat::routes::settings).put(chat::routes::update_settings),
+        )
+        .route("/api/v1/chat/{room}/clear", post(chat::routes::clear))
+        .route("/api/v1/chat/{room}/modlog", get(chat::routes::modlog))
+        .route("/api/v1/channels/{name}", get(chat::routes::channel))
+        .route(
+            "/api/v1/channels/{name}/follow",
+            axum::routing::put(chat::routes::follow).delete(chat::routes::unfollow),
+        )
+        .route("/api/v1/realtime", get(realtime::gateway::realtime))
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
         .with_state(app)
 }

@@ -1,7 +1,9 @@
 //! Control-plane metrics.
 
 use potok_service::Metrics;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 #[derive(Clone)]
 pub(crate) struct CpMetrics {
@@ -9,6 +11,12 @@ pub(crate) struct CpMetrics {
     pub(crate) scheduling: IntCounterVec,
     pub(crate) publish: IntCounterVec,
     pub(crate) logins: IntCounterVec,
+    pub(crate) chat_messages: IntCounterVec,
+    pub(crate) realtime_connections: IntGauge,
+    pub(crate) realtime_delivered: IntCounter,
+    pub(crate) realtime_slow: IntCounter,
+    pub(crate) realtime_refused: IntCounterVec,
+    pub(crate) realtime_fanout_seconds: Histogram,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(m: &Metrics, c: C) -> C {
@@ -53,8 +61,62 @@ impl CpMetrics {
             logins: register(
                 m,
                 IntCounterVec::new(
-                    opts("potok_cp_logins_total", "Password logins by result: ok, failed, rate_limited."),
+                    opts("potok_cp_logins_total", "Password logins by result: ok, failed, rate_limited, busy."),
                     &["result"],
+                )
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            chat_messages: register(
+                m,
+                IntCounterVec::new(
+                    opts(
+                        "potok_chat_messages_total",
+                        "Chat messages sent, by result: accepted, or the refusal's error code (message_blocked, rate_limited, user_banned, ...).",
+                    ),
+                    &["result"],
+                )
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            realtime_connections: register(
+                m,
+                IntGauge::with_opts(opts("potok_realtime_connections", "Open WebSocket connections."))
+                    .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            realtime_delivered: register(
+                m,
+                IntCounter::with_opts(opts(
+                    "potok_realtime_deliveries_total",
+                    "Events queued to WebSocket connections.",
+                ))
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            realtime_slow: register(
+                m,
+                IntCounter::with_opts(opts(
+                    "potok_realtime_slow_consumers_total",
+                    "Connections cut off because their send queue was full.",
+                ))
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            realtime_refused: register(
+                m,
+                IntCounterVec::new(
+                    opts(
+                        "potok_realtime_frames_refused_total",
+                        "Client frames refused, by reason: bad_frame, flood.",
+                    ),
+                    &["reason"],
+                )
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            realtime_fanout_seconds: register(
+                m,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "potok_realtime_fanout_seconds",
+                        "Time to queue one event to every connection of a room on this replica.",
+                    )
+                    .buckets(vec![0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1]),
                 )
                 .unwrap_or_else(|e| unreachable!("static metric: {e}")),
             ),

@@ -1,0 +1,320 @@
+//! Fan-out on one replica: the sockets subscribed to each room, one bus subscription per
+//! room with at least one socket, and delivery in the room's sequence order. An event that
+//! arrives ahead of its predecessors (published by another replica first) makes the hub read
+//! the missing ones from the database before delivering it; duplicates and late copies are
+//! dropped. Delivery never waits: a socket whose queue is full is cut off as a slow consumer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::chat::store::Chat;
+use crate::chat::{ChatEvent, Sequenced, channel_of};
+use crate::metrics::CpMetrics;
+use crate::realtime::bus::subject;
+
+/// What a socket's writer receives.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A room event (delivered only after the channel's `Ready`, and only past its offset).
+    Event {
+        channel: Arc<str>,
+        seq: i64,
+        frame: Arc<str>,
+    },
+    /// The subscription's snapshot is sent: deliver events after `offset` from now on.
+    Ready {
+        channel: Arc<str>,
+        offset: i64,
+        frame: String,
+    },
+    /// The socket left a channel (kicked: banned, timed out).
+    Left { channel: Arc<str>, frame: String },
+    /// Any other frame (acks, errors, pongs).
+    Frame(String),
+}
+
+/// Why a socket is cut off: the WebSocket close code and the reason.
+pub(crate) type Kill = tokio::sync::watch::Sender<Option<(u16, &'static str)>>;
+
+struct Sub {
+    tx: mpsc::Sender<Out>,
+    user_id: Option<String>,
+    kill: Arc<Kill>,
+}
+
+struct Room {
+    subs: HashMap<u64, Sub>,
+    last: i64,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// The hub.
+pub(crate) struct Hub {
+    rooms: Mutex<HashMap<String, Room>>,
+    chat: Arc<Chat>,
+    metrics: CpMetrics,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub(crate) fn new(chat: Arc<Chat>, metrics: CpMetrics) -> Arc<Self> {
+        Arc::new(Hub {
+            rooms: Mutex::new(HashMap::new()),
+            chat,
+            metrics,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new socket id.
+    pub(crate) fn socket_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds socket `id` to `room`; starts the room's bus subscription when it is the first.
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        room: &str,
+        id: u64,
+        tx: mpsc::Sender<Out>,
+        user_id: Option<String>,
+        kill: Arc<Kill>,
+    ) -> Result<(), crate::error::ApiError> {
+        let sub = Sub { tx, user_id, kill };
+        {
+            let mut rooms = self.rooms();
+            if let Some(r) = rooms.get_mut(room) {
+                r.subs.insert(id, sub);
+                return Ok(());
+            }
+        }
+        // First socket here: subscribe before reading the offset, so nothing falls between.
+        let messages = self
+            .chat
+            .bus()
+            .subscribe(&subject(&channel_of(room)))
+            .await
+            .map_err(|e| {
+                crate::error::ApiError::new(
+                    crate::error::StreamingErrorCode::ChatConnectionFailed,
+                    e.to_string(),
+                )
+            })?;
+        let last = self.chat.last_seq(room).await?;
+        let mut rooms = self.rooms();
+        if let Some(r) = rooms.get_mut(room) {
+            // Another socket got here first; its subscription serves both.
+            r.subs.insert(id, sub);
+            return Ok(());
+        }
+        let hub = Arc::clone(self);
+        let name = room.to_owned();
+        let task = tokio::spawn(async move {
+            let mut messages = messages;
+            while let Some(payload) = messages.next().await {
+                match serde_json::from_slice::<Sequenced>(&payload) {
+                    Ok(s) if s.room == name => hub.arrived(s).await,
+                    _ => tracing::debug!(room = %name, "unreadable event on the bus"),
+                }
+            }
+        });
+        let mut subs = HashMap::new();
+        subs.insert(id, sub);
+        rooms.insert(
+            room.to_owned(),
+            Room {
+                subs,
+                last,
+                task: Some(task.abort_handle()),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes socket `id` from `room`; the room's subscription ends with its last socket.
+    pub(crate) fn leave(&self, room: &str, id: u64) {
+        let mut rooms = self.rooms();
+        if let Some(r) = rooms.get_mut(room) {
+            r.subs.remove(&id);
+            if r.subs.is_empty() {
+                if let Some(t) = r.task.take() {
+                    t.abort();
+                }
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Sockets in `room` on this replica (presence).
+    pub(crate) fn present(&self, room: &str) -> usize {
+        self.rooms().get(room).map_or(0, |r| r.subs.len())
+    }
+
+    async fn arrived(&self, s: Sequenced) {
+        let last = match self.rooms().get(&s.room) {
+            Some(r) => r.last,
+            None => return,
+        };
+        if s.seq <= last {
+            return; // delivered already (a late copy)
+        }
+        let mut batch = Vec::new();
+        if s.seq > last + 1 {
+            // Published elsewhere before this one reached us: the database has them.
+            match self.chat.events(&s.room, last, s.seq - 1).await {
+                Ok(missing) => batch.extend(missing),
+                Err(e) => tracing::warn!(room = %s.room, error = %e.message, "cannot fill a gap"),
+            }
+        }
+        batch.push(s);
+        for s in batch {
+            self.deliver(&s);
+        }
+    }
+
+    fn deliver(&self, s: &Sequenced) {
+        let started = std::time::Instant::now();
+        let channel: Arc<str> = Arc::from(channel_of(&s.room));
+        let frame: Arc<str> = Arc::from(
+            serde_json::json!({
+                "type": "event",
+                "channel": &*channel,
+                "offset": s.seq,
+                "data": s.event,
+            })
+            .to_string(),
+        );
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(&s.room) else {
+            return;
+        };
+        if s.seq <= room.last {
+            return;
+        }
+        room.last = s.seq;
+        let kicked = match &s.event {
+            ChatEvent::UserSanctioned { user_id, .. } => Some(user_id.clone()),
+            _ => None,
+        };
+        let mut gone = Vec::new();
+        let mut delivered = 0u64;
+        for (id, sub) in &room.subs {
+            match sub.tx.try_send(Out::Event {
+                channel: Arc::clone(&channel),
+                seq: s.seq,
+                frame: Arc::clone(&frame),
+            }) {
+                Ok(()) => delivered += 1,
+                Err(_) => {
+                    let _ = sub
+                        .kill
+                        .send(Some((1013, "slow consumer: the socket did not keep up")));
+                    self.metrics.realtime_slow.inc();
+                    gone.push(*id);
+                    continue;
+                }
+            }
+            if kicked.is_some() && sub.user_id == kicked {
+                let _ = sub.tx.try_send(Out::Left {
+                    channel: Arc::clone(&channel),
+                    frame: serde_json::json!({
+                        "type": "error",
+                        "channel": &*channel,
+                        "code": "USER_BANNED",
+                        "message": "you were banned or timed out in this chat",
+                    })
+                    .to_string(),
+                });
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            room.subs.remove(&id);
+        }
+        self.metrics.realtime_delivered.inc_by(delivered);
+        self.metrics
+            .realtime_fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::model::UserRole;
+    use crate::realtime::bus::MemoryBus;
+    use std::time::Duration;
+
+    /// A socket that never reads is cut off once its queue is full; the others get every
+    /// event in order, and the room never waits for the slow one.
+    #[tokio::test]
+    async fn a_slow_consumer_is_cut_off_and_never_delays_the_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &format!("sqlite://{}", dir.path().join("t.db").display()),
+            4,
+        )
+        .await
+        .unwrap();
+        let owner = db
+            .create_user("alice", "h", UserRole::Streamer)
+            .await
+            .unwrap();
+        let cfg = potok_config::ChatConfig {
+            moderator_messages_per_30s: 1000,
+            ..Default::default()
+        };
+        let metrics = CpMetrics::new(&potok_service::Metrics::new());
+        let chat = Arc::new(Chat::new(
+            db,
+            cfg,
+            Arc::new(MemoryBus::default()),
+            metrics.clone(),
+        ));
+        let hub = Hub::new(Arc::clone(&chat), metrics);
+        chat.ensure_room("alice").await.unwrap();
+
+        let (slow_tx, _slow_rx) = mpsc::channel(4); // never read
+        let (slow_kill, slow_killed) = tokio::sync::watch::channel(None);
+        hub.join("alice", 1, slow_tx, None, Arc::new(slow_kill))
+            .await
+            .unwrap();
+        let (fast_tx, mut fast_rx) = mpsc::channel(1024);
+        let (fast_kill, fast_killed) = tokio::sync::watch::channel(None);
+        hub.join("alice", 2, fast_tx, None, Arc::new(fast_kill))
+            .await
+            .unwrap();
+        for i in 0..50 {
+            chat.send(&owner, "alice", &format!("message number {i}"))
+                .await
+                .unwrap();
+        }
+        let mut seqs = Vec::new();
+        while seqs.len() < 50 {
+            match tokio::time::timeout(Duration::from_secs(5), fast_rx.recv()).await {
+                Ok(Some(Out::Event { seq, .. })) => seqs.push(seq),
+                Ok(Some(_)) => {}
+                other => panic!("fast socket stopped receiving: {other:?}"),
+            }
+        }
+        assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+        assert!(
+            slow_killed
+                .borrow()
+                .is_some_and(|(_, w)| w.starts_with("slow consumer"))
+        );
+        assert!(fast_killed.borrow().is_none());
+        assert_eq!(hub.present("alice"), 1, "the slow socket left the room");
+    }
+}
