@@ -475,3 +475,44 @@ async fn metrics_get_a_listener_of_their_own_and_the_token_guards_every_port() {
     assert_eq!(status_with_auth(metrics, "/healthz", None).await, 200);
     served.stop().await;
 }
+
+/// Issue 11, item 1: in `potok all` the demo stream's name (like every `origin.streams`
+/// name) belongs to the configuration: once the origin has registered, nobody can sign up
+/// under it and take over `/live/demo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_potok_all_nobody_can_sign_up_as_a_configured_stream() {
+    use common::call;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path());
+    config.origin.transcode.enabled = false;
+    let (app, _) = start(config, &Role::ALL).await;
+    let cp = app.addr(Role::ControlPlane).unwrap();
+    let served = Served::start(app);
+    let admin = common::account(cp, "root", "admin").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, nodes) = call(cp, "GET", "/api/v1/nodes", Some(&admin), None).await;
+        if nodes
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["role"] == "origin"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the origin never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, e) = call(
+        cp,
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(json!({"username": "demo", "password": "a long password", "role": "streamer"})),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("CONFLICT")), "{e}");
+    served.stop().await;
+}

@@ -34,6 +34,10 @@ pub enum AuthError {
     /// The control plane could not be asked.
     #[error("cannot authorize now: {0}")]
     Unavailable(String),
+    /// The name the key maps to belongs to a configured stream (`origin.streams`): only the
+    /// configured key publishes under it.
+    #[error("the stream name is reserved by the configuration")]
+    Reserved,
 }
 
 /// What a publisher asks.
@@ -120,12 +124,23 @@ impl PublishAuth for StaticKeys {
 pub struct ControlPlaneAuth {
     cp: ControlPlane,
     node_id: Arc<RwLock<Option<String>>>,
+    reserved: std::collections::HashSet<String>,
 }
 
 impl ControlPlaneAuth {
     /// Authorizes through `cp` as the node whose id lands in `node_id` once registered.
-    pub fn new(cp: ControlPlane, node_id: Arc<RwLock<Option<String>>>) -> Self {
-        ControlPlaneAuth { cp, node_id }
+    /// Grants for a name in `reserved` (the configured streams) are refused: a name is owned
+    /// by exactly one account or configuration entry, whatever the control plane says.
+    pub fn new(
+        cp: ControlPlane,
+        node_id: Arc<RwLock<Option<String>>>,
+        reserved: impl IntoIterator<Item = String>,
+    ) -> Self {
+        ControlPlaneAuth {
+            cp,
+            node_id,
+            reserved: reserved.into_iter().collect(),
+        }
     }
 }
 
@@ -148,6 +163,7 @@ impl PublishAuth for ControlPlaneAuth {
                 client_addr: req.client.map(|a| a.to_string()),
             };
             match self.cp.post::<_, PublishGrant>("/publish", &body).await {
+                Ok(g) if self.reserved.contains(&g.name) => Err(AuthError::Reserved),
                 Ok(g) => Ok(Grant {
                     name: g.name,
                     transcode: g.transcode,
@@ -158,6 +174,7 @@ impl PublishAuth for ControlPlaneAuth {
                     Some("RATE_LIMITED") => AuthError::RateLimited,
                     Some("NODE_AT_CAPACITY") => AuthError::AtCapacity,
                     Some("STREAM_ALREADY_LIVE") => AuthError::AlreadyLive,
+                    Some("CONFLICT") => AuthError::Reserved,
                     _ => AuthError::Unavailable(match e {
                         CallError::Refused { body, .. } => body.message,
                         CallError::Unreachable(why) => why,

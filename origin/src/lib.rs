@@ -72,6 +72,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         let remote: Arc<dyn PublishAuth> = Arc::new(auth::ControlPlaneAuth::new(
             cp.clone(),
             Arc::clone(&node_id),
+            config.origin.streams.iter().map(|s| s.name.clone()),
         ));
         // Keys listed in the configuration keep working next to the control plane's.
         let auth: Arc<dyn PublishAuth> = if config.origin.streams.is_empty() {

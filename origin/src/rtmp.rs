@@ -73,6 +73,7 @@ pub(crate) fn refusal(e: &AuthError) -> &'static str {
         AuthError::AtCapacity => "this server is full; ask for another ingest URL",
         AuthError::AlreadyLive => "this stream is already being published",
         AuthError::Unavailable(_) => "cannot authorize now; retry shortly",
+        AuthError::Reserved => "this stream name belongs to the server's configuration",
     }
 }
 

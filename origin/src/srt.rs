@@ -163,7 +163,7 @@ async fn caller(
         Err(e) => {
             ingest.metrics.refused_publishes.inc();
             let reason = match e {
-                AuthError::UnknownKey => ServerRejectReason::Forbidden,
+                AuthError::UnknownKey | AuthError::Reserved => ServerRejectReason::Forbidden,
                 AuthError::UnknownApp(_) => ServerRejectReason::Notfound,
                 AuthError::AlreadyLive => ServerRejectReason::Conflict,
                 AuthError::RateLimited | AuthError::AtCapacity => ServerRejectReason::Overload,
