@@ -10,7 +10,8 @@
 // that variant (shed it) while it plays.
 //
 // Prints one JSON line last: {"ok":bool,"player":..,"startTime":..,"endTime":..,
-// "latencies":[..],"fatal":[..],"errors":[..],"levels":n,"switches":[..],"disabled":[..],
+// "latencies":[..],"fatal":[..],"errors":[..],"levels":n,"switches":[..] (hls.js: level
+// indexes; shaka: heights),"heights":[..] (the variant heights played, in order),"disabled":[..],
 // "requests":n,"httpErrors":[..],"pinnedAt":..}. Exit code 0 when the page ran; the caller
 // judges the numbers.
 import { chromium } from 'playwright-core';
@@ -28,7 +29,7 @@ const pin = pinArg || '';
 const here = dirname(fileURLToPath(import.meta.url));
 
 const common = `
-  window.report = { fatal: [], errors: [], latencies: [], switches: [], levels: 0, disabled: [], pinned: false };
+  window.report = { fatal: [], errors: [], latencies: [], switches: [], heights: [], levels: 0, disabled: [], pinned: false };
   const video = document.getElementById('v');
   const pin = ${JSON.stringify(pin)};
   const folder = (uri) => (uri || '').split('?')[0].split('/').slice(-2, -1)[0] || '';
@@ -46,7 +47,18 @@ const hlsPage = `<!doctype html><meta charset="utf-8"><title>potok player test</
     (d.fatal ? window.report.fatal : window.report.errors).push(e);
   });
   hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => { window.report.levels = d.levels.length; video.play().catch(e => window.report.errors.push('play:' + e)); });
-  hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => window.report.switches.push(d.level));
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+    window.report.switches.push(d.level);
+    window.report.heights.push((hls.levels[d.level] || {}).height || 0);
+  });
+  window.report.frags = [];
+  hls.on(Hls.Events.FRAG_BUFFERED, (_, d) => {
+    if (window.report.frags.length >= 12) return;
+    const b = video.buffered;
+    const ranges = [];
+    for (let i = 0; i < b.length; i++) ranges.push(b.start(i).toFixed(2) + '-' + b.end(i).toFixed(2));
+    window.report.frags.push(d.frag.sn + '.' + (d.part ? d.part.index + (d.part.independent ? 'I' : '') : 'seg') + ' ' + d.frag.start.toFixed(2) + ' [' + ranges.join(' ') + '] t=' + video.currentTime.toFixed(2));
+  });
   window.latency = () => hls.latency;
   window.nextLevel = () => { hls.currentLevel = (hls.currentLevel + 1) % Math.max(1, hls.levels.length); };
   window.pinVariant = () => {
@@ -69,10 +81,14 @@ const shakaPage = `<!doctype html><meta charset="utf-8"><title>potok player test
   window.player = player;
   // Low-latency mode is the default for LL-HLS in shaka 5; say so anyway.
   player.configure({ streaming: { lowLatencyMode: true } });
+  // shaka also disables a variant whose video drops over 15 % of its frames: that measures
+  // the test machine's CPU (software decoding, headless, next to the ladder), not the
+  // stream, so it is off here; every other disable is recorded below.
+  player.configure({ abr: { droppedFrames: false } });
   // Every disabled variant is recorded: a hinted part that 404s disables one.
   const disable = player.disableStream.bind(player);
   player.disableStream = (stream, time) => {
-    window.report.disabled.push((stream && (stream.type + ':' + stream.id)) + ' for ' + time + ' s');
+    window.report.disabled.push((stream && (stream.type + ':' + stream.id)) + ' for ' + time + ' s at ' + video.currentTime.toFixed(1) + ' s: ' + (new Error().stack || '').split(String.fromCharCode(10)).slice(2, 7).map(l => l.trim()).join(' < '));
     return disable(stream, time);
   };
   player.addEventListener('error', (e) => {
@@ -84,7 +100,7 @@ const shakaPage = `<!doctype html><meta charset="utf-8"><title>potok player test
   let last = null;
   const note = () => {
     const t = active();
-    if (t && t.height !== last) { last = t.height; window.report.switches.push(t.height); }
+    if (t && t.height !== last) { last = t.height; window.report.switches.push(t.height); window.report.heights.push(t.height); }
   };
   player.addEventListener('variantchanged', note);
   player.addEventListener('adaptation', note);
@@ -154,6 +170,8 @@ const httpErrors = [];
 // The first requests and the page's console errors, for a failure's report.
 const trace = [];
 const consoleErrors = [];
+// Responses that took over a second (a held request answered late).
+const slow = [];
 const ours = (u) => { try { return new URL(u).host === stream.host; } catch { return false; } };
 let result;
 try {
@@ -162,6 +180,9 @@ try {
     if (!ours(r.url())) return;
     requests++;
     if (trace.length < 40) trace.push(r.status() + ' ' + r.url());
+    const t = r.request().timing();
+    const ms = t.responseEnd > 0 ? t.responseEnd : t.responseStart;
+    if (ms > 1000 && slow.length < 30) slow.push(Math.round(ms) + ' ms ' + new URL(r.url()).pathname + new URL(r.url()).search);
     if (r.status() >= 400) httpErrors.push(r.status() + ' ' + new URL(r.url()).pathname);
   });
   tab.on('requestfailed', (r) => {
@@ -195,7 +216,7 @@ try {
   }
   const endTime = await tab.evaluate(() => document.getElementById('v').currentTime);
   const report = await tab.evaluate(() => window.report);
-  result = { ok: true, player, startTime, endTime, pinnedAt, requests, httpErrors, ...report };
+  result = { ok: true, player, startTime, endTime, pinnedAt, requests, httpErrors, slow, ...report };
 } catch (e) {
   let report = null;
   try { report = await context.pages()[0].evaluate(() => window.report); } catch { /* page gone */ }
