@@ -25,7 +25,7 @@ pub enum RepoError {
 
 type Result<T> = std::result::Result<T, RepoError>;
 
-fn unique(e: sqlx::Error, what: &'static str) -> RepoError {
+pub(crate) fn unique(e: sqlx::Error, what: &'static str) -> RepoError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => RepoError::Conflict(what),
         _ => RepoError::Db(e),

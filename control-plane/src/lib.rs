@@ -163,6 +163,8 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         chat::routes::add_role, chat::routes::remove_role, chat::routes::settings,
         chat::routes::update_settings, chat::routes::clear, chat::routes::modlog,
         chat::routes::channel, chat::routes::follow, chat::routes::unfollow,
+        chat::routes::held, chat::routes::decide_held, chat::routes::report, chat::routes::reports,
+        chat::routes::resolve_report, chat::routes::add_reaction, chat::routes::remove_reaction,
         realtime::gateway::realtime,
     ),
     components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent)),
@@ -272,6 +274,24 @@ fn routes(app: App) -> Router {
         )
         .route("/api/v1/chat/{room}/clear", post(chat::routes::clear))
         .route("/api/v1/chat/{room}/modlog", get(chat::routes::modlog))
+        .route("/api/v1/chat/{room}/held", get(chat::routes::held))
+        .route(
+            "/api/v1/chat/{room}/held/{id}",
+            post(chat::routes::decide_held),
+        )
+        .route(
+            "/api/v1/chat/{room}/messages/{id}/report",
+            post(chat::routes::report),
+        )
+        .route("/api/v1/chat/{room}/reports", get(chat::routes::reports))
+        .route(
+            "/api/v1/chat/{room}/reports/{id}",
+            delete(chat::routes::resolve_report),
+        )
+        .route(
+            "/api/v1/chat/{room}/messages/{id}/reactions/{emoji}",
+            axum::routing::put(chat::routes::add_reaction).delete(chat::routes::remove_reaction),
+        )
         .route("/api/v1/channels/{name}", get(chat::routes::channel))
         .route(
             "/api/v1/channels/{name}/follow",

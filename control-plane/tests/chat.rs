@@ -744,3 +744,160 @@ async fn say_many(addr: SocketAddr, token: &str, prefix: &str) {
         assert_eq!(resp.status(), 201);
     }
 }
+
+#[tokio::test]
+async fn automod_holds_reports_and_reactions() {
+    let cp = start(|_| {}).await;
+    let alice = cp.account("alice", "streamer").await;
+    let bob = cp.account("bob", "viewer").await;
+    let carol = cp.account("carol", "viewer").await;
+    let mut watcher = cp.ws(Some(&carol)).await;
+    watcher.subscribe("alice", None).await;
+    let (s, _) = cp
+        .call(
+            "PUT",
+            "/api/v1/chat/alice/settings",
+            Some(&alice),
+            Some(json!({"automod_level": 3})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(watcher.event().await.1["kind"], "settings");
+    // An insult is held, not posted; a friendly line is posted.
+    let (s, held) = cp.say(&bob, "alice", "ты идиот").await;
+    assert_eq!(s, 202, "{held}");
+    assert_eq!(held["reason"], "insult");
+    let (s, _) = cp.say(&bob, "alice", "good game").await;
+    assert_eq!(s, 201);
+    let (off, ev) = watcher.event().await;
+    assert_eq!(
+        (off, ev["message"]["content"]["text"].as_str()),
+        (2, Some("good game"))
+    );
+    let (s, _) = cp.say(&bob, "alice", "kys").await;
+    assert_eq!(s, 202);
+    // Only moderators see the queue; allowing posts it, denying drops it.
+    assert_eq!(
+        cp.call("GET", "/api/v1/chat/alice/held", Some(&bob), None)
+            .await
+            .0,
+        403
+    );
+    let (s, queue) = cp
+        .call("GET", "/api/v1/chat/alice/held", Some(&alice), None)
+        .await;
+    assert_eq!(s, 200);
+    let ids: Vec<String> = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{queue}");
+    let (s, posted) = cp
+        .call(
+            "POST",
+            &format!("/api/v1/chat/alice/held/{}", ids[0]),
+            Some(&alice),
+            Some(json!({"allow": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{posted}");
+    assert_eq!(posted["username"], "bob");
+    let (off, ev) = watcher.event().await;
+    assert_eq!(
+        (off, ev["message"]["content"]["text"].as_str()),
+        (3, Some("ты идиот"))
+    );
+    let (s, _) = cp
+        .call(
+            "POST",
+            &format!("/api/v1/chat/alice/held/{}", ids[1]),
+            Some(&alice),
+            Some(json!({"allow": false})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(
+        cp.call("GET", "/api/v1/chat/alice/held", Some(&alice), None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // The denied message took no offset: the next event is 4.
+    let (_, m) = cp.say(&alice, "alice", "thanks for watching").await;
+    assert_eq!(m["seq"], 4);
+    assert_eq!(watcher.event().await.0, 4);
+
+    // Reports: once per user and message; moderators read and close them.
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/chat/alice/messages/{mid}/report");
+    assert_eq!(
+        cp.call("POST", &path, Some(&bob), Some(json!({"reason": "spam"})))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        cp.call("POST", &path, Some(&bob), Some(json!({"reason": "spam"})))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        cp.call("GET", "/api/v1/chat/alice/reports", Some(&bob), None)
+            .await
+            .0,
+        403
+    );
+    let (_, reports) = cp
+        .call("GET", "/api/v1/chat/alice/reports", Some(&alice), None)
+        .await;
+    let rid = reports[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        cp.call(
+            "DELETE",
+            &format!("/api/v1/chat/alice/reports/{rid}"),
+            Some(&alice),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert!(
+        cp.call("GET", "/api/v1/chat/alice/reports", Some(&alice), None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Reactions: counted per emoji, sent to the room, kept in the history.
+    let fire = "%F0%9F%94%A5"; // 🔥
+    let rpath = format!("/api/v1/chat/alice/messages/{mid}/reactions/{fire}");
+    assert_eq!(cp.call("PUT", &rpath, Some(&bob), None).await.0, 200);
+    let (_, r) = cp.call("PUT", &rpath, Some(&carol), None).await;
+    assert_eq!(
+        (r[0]["emoji"].as_str(), r[0]["count"].as_i64()),
+        (Some("🔥"), Some(2))
+    );
+    assert_eq!(
+        cp.call("PUT", &rpath, Some(&carol), None).await.1[0]["count"],
+        2,
+        "once per user"
+    );
+    let (_, ev) = watcher.event().await;
+    assert_eq!(ev["kind"], "reactions");
+    let (_, r) = cp.call("DELETE", &rpath, Some(&bob), None).await;
+    assert_eq!(r[0]["count"], 1);
+    let (_, h) = cp
+        .call("GET", "/api/v1/chat/alice/messages?limit=1", None, None)
+        .await;
+    assert_eq!(h["messages"][0]["reactions"][0]["count"], 1, "{h}");
+    let bad = format!("/api/v1/chat/alice/messages/{mid}/reactions/hello");
+    assert_eq!(cp.call("PUT", &bad, Some(&bob), None).await.0, 422);
+}

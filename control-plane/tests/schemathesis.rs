@@ -76,7 +76,10 @@ async fn schemathesis_finds_nothing() {
         .args(["--exclude-path-regex", "^/api/v1/(cluster/|realtime$)"])
         // Revoking its own token would sign the generator out for the rest of the run.
         .args(["--exclude-operation-id", "revoke_token"])
-        .args(["--max-examples", "20", "--workers", "2", "--seed", "1"])
+        // One worker: stateful scenarios share the admin's keys and tokens, and a second
+        // worker revoking a key another just created reads as a false "created resource
+        // not found".
+        .args(["--max-examples", "20", "--workers", "1", "--seed", "1"])
         .args(["--request-timeout", "10", "--max-time", "60"])
         .arg("--report-dir")
         .arg(&report)

@@ -118,6 +118,84 @@ pub(crate) fn blocked_term<'a>(
     })
 }
 
+/// Insults and hostility that are not refused outright but make a message suspicious
+/// (held for review at higher AutoMod levels).
+const SUSPICIOUS: &[&str] = &[
+    "идиот",
+    "дурак",
+    "тупой",
+    "тупая",
+    "дебил",
+    "лох",
+    "сука",
+    "урод",
+    "stupid",
+    "idiot",
+    "dumb",
+    "loser",
+    "moron",
+    "shit",
+    "bitch",
+    "retard",
+];
+/// Worse: wishing harm.
+const HOSTILE: &[&str] = &["kys", "kill yourself", "убей себя", "сдохни"];
+
+/// How suspicious a message looks, 0 (not at all) to 4, and why: insults, hostility,
+/// shouting, repetition, many mentions. AutoMod level L holds messages scoring 5 - L or more.
+pub(crate) fn suspicion(text: &str) -> (u8, &'static str) {
+    let mut score = 0u8;
+    let mut why = "";
+    if blocked_term(text, HOSTILE.iter().copied()).is_some() {
+        score += 3;
+        why = "hostility";
+    }
+    if blocked_term(text, SUSPICIOUS.iter().copied()).is_some() {
+        score += 2;
+        if why.is_empty() {
+            why = "insult";
+        }
+    }
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+    if letters.len() >= 10
+        && letters.iter().filter(|c| c.is_uppercase()).count() * 10 >= letters.len() * 7
+    {
+        score += 1;
+        if why.is_empty() {
+            why = "shouting";
+        }
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let repeated_word = words
+        .iter()
+        .any(|w| words.iter().filter(|x| x.eq_ignore_ascii_case(w)).count() >= 5);
+    let mut run = 1;
+    let mut repeated_char = false;
+    let mut prev = None;
+    for c in text.chars() {
+        if Some(c) == prev {
+            run += 1;
+            repeated_char |= run >= 10;
+        } else {
+            run = 1;
+        }
+        prev = Some(c);
+    }
+    if repeated_word || repeated_char {
+        score += 1;
+        if why.is_empty() {
+            why = "repetition";
+        }
+    }
+    if mentions(text).len() >= 4 {
+        score += 1;
+        if why.is_empty() {
+            why = "mass mentions";
+        }
+    }
+    (score.min(4), why)
+}
+
 /// Domains of the links in `text` (`https://x.ru/...`, `www.x.com`, `x.ru/path`).
 pub(crate) fn links(text: &str) -> Vec<String> {
     const TLDS: &[&str] = &[
@@ -258,6 +336,16 @@ mod tests {
         assert!(blocked_term("пиииздец", DEFAULT_BLOCKED.iter().copied()).is_some());
         assert!(blocked_term("хорошая игра, ребята", DEFAULT_BLOCKED.iter().copied()).is_none());
         assert!(blocked_term("скрипт для застрахуй", DEFAULT_BLOCKED.iter().copied()).is_none());
+    }
+
+    #[test]
+    fn suspicion_scores() {
+        assert_eq!(suspicion("good game everyone").0, 0);
+        assert_eq!(suspicion("ты идиот").0, 2);
+        assert_eq!(suspicion("kys").0, 3);
+        assert_eq!(suspicion("ТЫ ИДИОТ ПОЛНЫЙ КОНЕЧНО").0, 3);
+        assert_eq!(suspicion("spam spam spam spam spam").0, 1);
+        assert_eq!(suspicion("kys idiot @aaa @bbb @ccc @ddd").0, 4);
     }
 
     #[test]

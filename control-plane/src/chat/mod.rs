@@ -40,7 +40,7 @@ pub struct ChatMessage {
     pub is_moderated: bool,
     /// Why, when it was removed.
     pub moderation_reason: Option<String>,
-    /// Reactions (not yet collected: always empty).
+    /// Reactions.
     pub reactions: Vec<MessageReaction>,
     /// Highlighted (paid highlight, donation).
     pub is_highlighted: bool,
@@ -119,6 +119,54 @@ pub struct ChatSettings {
     pub blocked_terms: Vec<String>,
     /// The pinned message.
     pub pinned_message_id: Option<String>,
+    /// AutoMod: 0 off; 1-4 hold more and more suspicious messages (insults, hostility,
+    /// shouting, repetition, mass mentions) until a moderator allows or denies them.
+    #[schema(minimum = 0, maximum = 4)]
+    #[serde(deserialize_with = "crate::api::whole")]
+    pub automod_level: i64,
+}
+
+/// What became of a sent message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sent {
+    /// Posted to the room.
+    Posted(ChatMessage),
+    /// Held for a moderator (AutoMod).
+    Held(HeldMessage),
+}
+
+/// A message waiting for a moderator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeldMessage {
+    /// Id (to allow or deny it).
+    pub id: String,
+    /// Author.
+    pub user_id: String,
+    /// Author's name.
+    pub username: String,
+    /// The text.
+    pub text: String,
+    /// Why it was held.
+    pub reason: String,
+    /// Its AutoMod score (1-4).
+    pub score: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A user's report of a message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Report {
+    /// Id.
+    pub id: String,
+    /// The message reported.
+    pub message_id: String,
+    /// Who reported it.
+    pub reporter_id: String,
+    /// Why.
+    pub reason: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
 }
 
 /// What happens in a room, as the gateway sends it (`{"kind": ..., ...}`).
@@ -162,6 +210,13 @@ pub enum ChatEvent {
     Settings {
         /// As they are now.
         settings: ChatSettings,
+    },
+    /// A message's reactions changed.
+    Reactions {
+        /// The message.
+        message_id: String,
+        /// Its reactions now.
+        reactions: Vec<MessageReaction>,
     },
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::store::ModlogEntry;
-use super::{ChatMessage, ChatSettings};
+use super::{ChatMessage, ChatSettings, HeldMessage, MessageReaction, Report, Sent};
 use crate::App;
 use crate::api::{Body, Caller, Params};
 use crate::error::{ApiError, StreamingErrorCode};
@@ -80,7 +80,8 @@ pub(crate) struct MessageText {
     security(("token" = [])), request_body = MessageText,
     params(("room" = String, Path, description = "The channel's name")),
     responses(
-        (status = 201, body = ChatMessage),
+        (status = 201, description = "Posted", body = ChatMessage),
+        (status = 202, description = "Held by AutoMod for a moderator", body = HeldMessage),
         (status = 401, body = ApiError),
         (status = 403, description = "USER_BANNED", body = ApiError),
         (status = 404, body = ApiError),
@@ -92,9 +93,12 @@ pub(crate) async fn send(
     Caller(user): Caller,
     Path(room): Path<String>,
     Body(req): Body<MessageText>,
-) -> Result<(StatusCode, Json<ChatMessage>), ApiError> {
-    let m = app.chat.send(&user, &room, &req.text).await?;
-    Ok((StatusCode::CREATED, Json(m)))
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    Ok(match app.chat.send(&user, &room, &req.text).await? {
+        Sent::Posted(m) => (StatusCode::CREATED, Json(m)).into_response(),
+        Sent::Held(h) => (StatusCode::ACCEPTED, Json(h)).into_response(),
+    })
 }
 
 /// Change one's own message within `chat.edit_window` (the seed's `editMessage`).
@@ -390,6 +394,9 @@ pub(crate) async fn update_settings(
     {
         c.add("followers_only_minutes", "must be 0-525600");
     }
+    if !(0..=4).contains(&new.automod_level) {
+        c.add("automod_level", "must be 0-4");
+    }
     if !(0..=31_536_000).contains(&new.min_account_age_secs) {
         c.add("min_account_age_secs", "must be 0-31536000");
     }
@@ -502,4 +509,132 @@ pub(crate) async fn unfollow(
         name: owner.username,
         followers,
     }))
+}
+
+/// Messages AutoMod holds, oldest first (the room's moderators).
+#[utoipa::path(get, path = "/api/v1/chat/{room}/held", tag = "chat", operation_id = "get_held_messages",
+    security(("token" = [])),
+    params(("room" = String, Path, description = "The channel's name")),
+    responses((status = 200, body = [HeldMessage]), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub(crate) async fn held(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path(room): Path<String>,
+) -> Result<Json<Vec<HeldMessage>>, ApiError> {
+    Ok(Json(app.chat.held(&user, &room).await?))
+}
+
+/// A moderator's decision on a held message.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct Decision {
+    /// `true`: post it to the room now; `false`: drop it.
+    allow: bool,
+}
+
+/// Allow or deny a held message (the room's moderators).
+#[utoipa::path(post, path = "/api/v1/chat/{room}/held/{id}", tag = "chat", operation_id = "decide_held_message",
+    security(("token" = [])), request_body = Decision,
+    params(("room" = String, Path, description = "The channel's name"), ("id" = String, Path, description = "Held message id")),
+    responses((status = 200, description = "Allowed: the posted message", body = ChatMessage), (status = 204, description = "Denied"),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+pub(crate) async fn decide_held(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path((room, id)): Path<(String, String)>,
+    Body(d): Body<Decision>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    Ok(
+        match app.chat.decide_held(&user, &room, &id, d.allow).await? {
+            Some(m) => Json(m).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
+}
+
+/// Why a message is reported.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct ReportRequest {
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    reason: String,
+}
+
+/// Report a message to the room's moderators (signed-in users; once per message).
+#[utoipa::path(post, path = "/api/v1/chat/{room}/messages/{id}/report", tag = "chat", operation_id = "report_message",
+    security(("token" = [])), request_body = ReportRequest,
+    params(("room" = String, Path, description = "The channel's name"), ("id" = String, Path, description = "Message id")),
+    responses((status = 201, body = Report), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, description = "Reported already", body = ApiError), (status = 422, body = ApiError)))]
+pub(crate) async fn report(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path((room, id)): Path<(String, String)>,
+    Body(r): Body<ReportRequest>,
+) -> Result<(StatusCode, Json<Report>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.chat.report(&user, &room, &id, &r.reason).await?),
+    ))
+}
+
+/// Open reports (the room's moderators).
+#[utoipa::path(get, path = "/api/v1/chat/{room}/reports", tag = "chat", operation_id = "get_reports",
+    security(("token" = [])),
+    params(("room" = String, Path, description = "The channel's name")),
+    responses((status = 200, body = [Report]), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub(crate) async fn reports(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path(room): Path<String>,
+) -> Result<Json<Vec<Report>>, ApiError> {
+    Ok(Json(app.chat.reports(&user, &room).await?))
+}
+
+/// Close a report (the room's moderators).
+#[utoipa::path(delete, path = "/api/v1/chat/{room}/reports/{id}", tag = "chat", operation_id = "resolve_report",
+    security(("token" = [])),
+    params(("room" = String, Path, description = "The channel's name"), ("id" = String, Path, description = "Report id")),
+    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub(crate) async fn resolve_report(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path((room, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    app.chat.resolve_report(&user, &room, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// React to a message with an emoji or a `:code:` (signed-in users).
+#[utoipa::path(put, path = "/api/v1/chat/{room}/messages/{id}/reactions/{emoji}", tag = "chat", operation_id = "add_reaction",
+    security(("token" = [])),
+    params(("room" = String, Path, description = "The channel's name"), ("id" = String, Path, description = "Message id"),
+        ("emoji" = String, Path, description = "An emoji or a :code:, URL-encoded",
+            pattern = "^(:[A-Za-z0-9_]{1,30}:|[\\u2190-\\u23FF\\u25A0-\\u27BF\\u2B00-\\u2BFF\\U0001F1E6-\\U0001F1FF\\U0001F300-\\U0001FAFF\\uFE0F\\u200D]{1,16})$")),
+    responses((status = 200, body = [MessageReaction]), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
+pub(crate) async fn add_reaction(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path((room, id, emoji)): Path<(String, String, String)>,
+) -> Result<Json<Vec<MessageReaction>>, ApiError> {
+    Ok(Json(app.chat.react(&user, &room, &id, &emoji, true).await?))
+}
+
+/// Take one's reaction back.
+#[utoipa::path(delete, path = "/api/v1/chat/{room}/messages/{id}/reactions/{emoji}", tag = "chat", operation_id = "remove_reaction",
+    security(("token" = [])),
+    params(("room" = String, Path, description = "The channel's name"), ("id" = String, Path, description = "Message id"),
+        ("emoji" = String, Path, description = "An emoji or a :code:, URL-encoded",
+            pattern = "^(:[A-Za-z0-9_]{1,30}:|[\\u2190-\\u23FF\\u25A0-\\u27BF\\u2B00-\\u2BFF\\U0001F1E6-\\U0001F1FF\\U0001F300-\\U0001FAFF\\uFE0F\\u200D]{1,16})$")),
+    responses((status = 200, body = [MessageReaction]), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+pub(crate) async fn remove_reaction(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path((room, id, emoji)): Path<(String, String, String)>,
+) -> Result<Json<Vec<MessageReaction>>, ApiError> {
+    Ok(Json(
+        app.chat.react(&user, &room, &id, &emoji, false).await?,
+    ))
 }

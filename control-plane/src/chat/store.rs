@@ -9,7 +9,10 @@ use potok_config::ChatConfig;
 use sqlx::Row;
 
 use super::filter;
-use super::{ChatEvent, ChatMessage, ChatSettings, MessageContent, Sequenced, UserMention};
+use super::{
+    ChatEvent, ChatMessage, ChatSettings, HeldMessage, MessageContent, MessageReaction, Report,
+    Sent, Sequenced, UserMention,
+};
 use crate::db::{Db, sql};
 use crate::error::{ApiError, StreamingErrorCode};
 use crate::model::{User, UserRole, now_ms};
@@ -177,7 +180,7 @@ impl Chat {
     ) -> Result<(String, ChatSettings), ApiError> {
         let r = sqlx::query(
             "SELECT owner_id, slow_secs, followers_only_minutes, subscribers_only, emote_only, unique_chat, \
-             min_account_age_secs, links_allowed, link_allow_list, blocked_terms, pinned_message_id \
+             min_account_age_secs, links_allowed, link_allow_list, blocked_terms, pinned_message_id, automod_level \
              FROM chat_rooms WHERE room = $1",
         )
         .bind(room)
@@ -196,6 +199,7 @@ impl Chat {
             link_allow_list: json_list(&r.try_get::<String, _>(8).map_err(db_err)?),
             blocked_terms: json_list(&r.try_get::<String, _>(9).map_err(db_err)?),
             pinned_message_id: r.try_get::<Option<String>, _>(10).map_err(db_err)?,
+            automod_level: g(11)?,
         };
         Ok((r.try_get::<String, _>(0).map_err(db_err)?, settings))
     }
@@ -280,15 +284,11 @@ impl Chat {
     }
 
     /// The seed's `sendMessage` / `sendChatMessage`: every check, then the message.
-    pub(crate) async fn send(
-        &self,
-        user: &User,
-        room: &str,
-        text: &str,
-    ) -> Result<ChatMessage, ApiError> {
+    pub(crate) async fn send(&self, user: &User, room: &str, text: &str) -> Result<Sent, ApiError> {
         let result = self.send_checked(user, room, text).await;
         let label = match &result {
-            Ok(_) => "accepted".to_owned(),
+            Ok(Sent::Posted(_)) => "accepted".to_owned(),
+            Ok(Sent::Held(_)) => "held".to_owned(),
             Err(e) => e.code.as_str().to_lowercase(),
         };
         self.metrics
@@ -298,12 +298,7 @@ impl Chat {
         result
     }
 
-    async fn send_checked(
-        &self,
-        user: &User,
-        room: &str,
-        text: &str,
-    ) -> Result<ChatMessage, ApiError> {
+    async fn send_checked(&self, user: &User, room: &str, text: &str) -> Result<Sent, ApiError> {
         let text = text.trim();
         let chars = text.chars().count();
         if chars == 0 || chars > self.cfg.max_message_chars as usize {
@@ -414,6 +409,62 @@ impl Chat {
                 format!("links are not allowed in this chat ({bad})"),
             ));
         }
+        if standing < Standing::Vip && settings.automod_level > 0 {
+            let (score, why) = filter::suspicion(text);
+            if i64::from(score) >= 5 - settings.automod_level.clamp(1, 4) {
+                // Held messages take no place in the room's order.
+                tx.rollback().await.map_err(db_err)?;
+                let held = HeldMessage {
+                    id: new_id(),
+                    user_id: user.id.clone(),
+                    username: user.username.clone(),
+                    text: text.to_owned(),
+                    reason: why.to_owned(),
+                    score: i64::from(score),
+                    created_at: now,
+                };
+                sqlx::query(
+                    "INSERT INTO chat_held (id, room, user_id, username, text, reason, score, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&held.id)
+                .bind(room)
+                .bind(&held.user_id)
+                .bind(&held.username)
+                .bind(&held.text)
+                .bind(&held.reason)
+                .bind(held.score)
+                .bind(held.created_at)
+                .execute(self.db.pool())
+                .await
+                .map_err(db_err)?;
+                return Ok(Sent::Held(held));
+            }
+        }
+        let message = self.compose(user, room, seq, text, now).await?;
+        self.insert_message(&mut tx, &message).await?;
+        self.finish(
+            tx,
+            room,
+            seq,
+            ChatEvent::Message {
+                message: message.clone(),
+            },
+        )
+        .await?;
+        Ok(Sent::Posted(message))
+    }
+
+    /// A message as stored: mentions resolved, links and emotes listed.
+    async fn compose(
+        &self,
+        user: &User,
+        room: &str,
+        seq: i64,
+        text: &str,
+        now: i64,
+    ) -> Result<ChatMessage, ApiError> {
+        let links = filter::links(text);
         let mut mentions = Vec::new();
         for name in filter::mentions(text).into_iter().take(20) {
             if let Some((u, _)) = self.db.user_by_name(&name).await? {
@@ -451,22 +502,110 @@ impl Chat {
             donation_amount: None,
             edited_at: None,
         };
+        Ok(message)
+    }
+
+    async fn insert_message(&self, tx: &mut Tx, message: &ChatMessage) -> Result<(), ApiError> {
         sqlx::query(
             "INSERT INTO chat_messages (id, room, seq, user_id, username, text, content, platform, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&message.id)
-        .bind(room)
-        .bind(seq)
+        .bind(&message.room_id)
+        .bind(message.seq)
         .bind(&message.user_id)
         .bind(&message.username)
-        .bind(text)
+        .bind(&message.content.text)
         .bind(to_json(&message.content))
         .bind(&message.platform)
-        .bind(now)
-        .execute(&mut *tx)
+        .bind(message.timestamp)
+        .execute(&mut **tx)
         .await
         .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Messages AutoMod holds in `room`, oldest first (its moderators).
+    pub(crate) async fn held(
+        &self,
+        actor: &User,
+        room: &str,
+    ) -> Result<Vec<HeldMessage>, ApiError> {
+        if self.standing(room, actor).await? < Standing::Moderator {
+            return Err(ApiError::forbidden(
+                "only the room's moderators see held messages",
+            ));
+        }
+        let rows: Vec<(String, String, String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, user_id, username, text, reason, score, created_at FROM chat_held WHERE room = $1 \
+             ORDER BY created_at, id LIMIT 500",
+        )
+        .bind(room)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, user_id, username, text, reason, score, created_at)| HeldMessage {
+                    id,
+                    user_id,
+                    username,
+                    text,
+                    reason,
+                    score,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    /// A moderator allows (posts it now, as its author) or denies (drops it) a held message.
+    pub(crate) async fn decide_held(
+        &self,
+        actor: &User,
+        room: &str,
+        id: &str,
+        allow: bool,
+    ) -> Result<Option<ChatMessage>, ApiError> {
+        let (mut tx, seq) = self.begin(room).await?;
+        self.require_moderator(&mut tx, room, actor).await?;
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT user_id, username, text FROM chat_held WHERE id = $1 AND room = $2",
+        )
+        .bind(id)
+        .bind(room)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some((user_id, username, text)) = row else {
+            return Err(ApiError::not_found("held message"));
+        };
+        sqlx::query("DELETE FROM chat_held WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let action = if allow { "allow_held" } else { "deny_held" };
+        log_in(&mut tx, room, &actor.id, action, Some(id), None).await?;
+        if !allow {
+            // Nothing reaches the room: give the sequence number back.
+            sqlx::query("UPDATE chat_rooms SET last_seq = last_seq - 1 WHERE room = $1")
+                .bind(room)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(None);
+        }
+        let author = User {
+            id: user_id,
+            username,
+            role: UserRole::Viewer,
+            created_at: 0,
+        };
+        let message = self.compose(&author, room, seq, &text, now_ms()).await?;
+        self.insert_message(&mut tx, &message).await?;
         self.finish(
             tx,
             room,
@@ -476,7 +615,178 @@ impl Chat {
             },
         )
         .await?;
-        Ok(message)
+        Ok(Some(message))
+    }
+
+    /// A user reports a message to the room's moderators (once per message).
+    pub(crate) async fn report(
+        &self,
+        user: &User,
+        room: &str,
+        message_id: &str,
+        reason: &str,
+    ) -> Result<Report, ApiError> {
+        self.ensure_room(room).await?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM chat_messages WHERE id = $1 AND room = $2")
+                .bind(message_id)
+                .bind(room)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(ApiError::not_found("message"));
+        }
+        let report = Report {
+            id: new_id(),
+            message_id: message_id.to_owned(),
+            reporter_id: user.id.clone(),
+            reason: reason.chars().take(500).collect(),
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO chat_reports (id, room, message_id, reporter_id, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&report.id)
+        .bind(room)
+        .bind(&report.message_id)
+        .bind(&report.reporter_id)
+        .bind(&report.reason)
+        .bind(report.created_at)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| ApiError::from(crate::db::unique(e, "report")))?;
+        Ok(report)
+    }
+
+    /// Open reports of a room, oldest first (its moderators).
+    pub(crate) async fn reports(&self, actor: &User, room: &str) -> Result<Vec<Report>, ApiError> {
+        if self.standing(room, actor).await? < Standing::Moderator {
+            return Err(ApiError::forbidden(
+                "only the room's moderators see reports",
+            ));
+        }
+        sqlx::query_as(
+            "SELECT id, message_id, reporter_id, reason, created_at FROM chat_reports \
+             WHERE room = $1 AND resolved_at IS NULL ORDER BY created_at, id LIMIT 500",
+        )
+        .bind(room)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_err)
+    }
+
+    /// Closes a report (its room's moderators), logged.
+    pub(crate) async fn resolve_report(
+        &self,
+        actor: &User,
+        room: &str,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        self.ensure_room(room).await?;
+        let mut tx = self.db.begin_write().await?;
+        self.require_moderator(&mut tx, room, actor).await?;
+        let r = sqlx::query(
+            "UPDATE chat_reports SET resolved_at = $1, resolved_by = $2 WHERE id = $3 AND room = $4 AND resolved_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(&actor.id)
+        .bind(id)
+        .bind(room)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 {
+            return Err(ApiError::not_found("open report"));
+        }
+        log_in(&mut tx, room, &actor.id, "resolve_report", Some(id), None).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Adds (`on`) or removes a user's reaction to a message; answers its reactions.
+    pub(crate) async fn react(
+        &self,
+        user: &User,
+        room: &str,
+        message_id: &str,
+        emoji: &str,
+        on: bool,
+    ) -> Result<Vec<MessageReaction>, ApiError> {
+        let emoji = emoji.trim();
+        let ok = (1..=32).contains(&emoji.chars().count())
+            && !emoji.chars().any(|c| c.is_whitespace() || c.is_control())
+            && (emoji.starts_with(':') && emoji.ends_with(':') && emoji.len() > 2
+                || !emoji.chars().any(char::is_alphanumeric));
+        if !ok {
+            return Err(ApiError::new(
+                StreamingErrorCode::ValidationFailed,
+                "a reaction is an emoji or a :code:",
+            ));
+        }
+        let (mut tx, seq) = self.begin(room).await?;
+        if self.sanction_in(&mut tx, room, &user.id).await?.is_some() {
+            return Err(refuse(
+                StreamingErrorCode::UserBanned,
+                "you are banned in this chat",
+            ));
+        }
+        let Some(m) = self.message_in(&mut tx, message_id).await? else {
+            return Err(ApiError::not_found("message"));
+        };
+        if m.room_id != room || m.is_moderated {
+            return Err(ApiError::not_found("message"));
+        }
+        if on {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM chat_reactions WHERE message_id = $1")
+                    .bind(message_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if n >= 1000 {
+                return Err(refuse(
+                    StreamingErrorCode::Conflict,
+                    "this message has enough reactions",
+                ));
+            }
+            sqlx::query(
+                "INSERT INTO chat_reactions (message_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (message_id, user_id, emoji) DO NOTHING",
+            )
+            .bind(message_id)
+            .bind(&user.id)
+            .bind(emoji)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        } else {
+            sqlx::query(
+                "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+            )
+            .bind(message_id)
+            .bind(&user.id)
+            .bind(emoji)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        let reactions = reactions_in(&mut *tx, &[message_id.to_owned()])
+            .await?
+            .remove(message_id)
+            .unwrap_or_default();
+        self.finish(
+            tx,
+            room,
+            seq,
+            ChatEvent::Reactions {
+                message_id: message_id.to_owned(),
+                reactions: reactions.clone(),
+            },
+        )
+        .await?;
+        Ok(reactions)
     }
 
     /// Room modes for users without privileges.
@@ -875,7 +1185,7 @@ impl Chat {
         sqlx::query(
             "UPDATE chat_rooms SET slow_secs = $1, followers_only_minutes = $2, subscribers_only = $3, emote_only = $4, \
              unique_chat = $5, min_account_age_secs = $6, links_allowed = $7, link_allow_list = $8, blocked_terms = $9, \
-             pinned_message_id = $10 WHERE room = $11",
+             pinned_message_id = $10, automod_level = $11 WHERE room = $12",
         )
         .bind(new.slow_secs)
         .bind(new.followers_only_minutes)
@@ -887,6 +1197,7 @@ impl Chat {
         .bind(to_json(&new.link_allow_list))
         .bind(to_json(&new.blocked_terms))
         .bind(&new.pinned_message_id)
+        .bind(new.automod_level)
         .bind(room)
         .execute(&mut *tx)
         .await
@@ -938,6 +1249,11 @@ impl Chat {
             .map(message_from)
             .collect::<Result<Vec<_>, _>>()?;
         out.reverse();
+        let ids: Vec<String> = out.iter().map(|m| m.id.clone()).collect();
+        let mut reactions = reactions_in(self.db.pool(), &ids).await?;
+        for m in &mut out {
+            m.reactions = reactions.remove(&m.id).unwrap_or_default();
+        }
         Ok((out, self.last_seq(room).await?))
     }
 
@@ -1085,6 +1401,47 @@ async fn log_in(
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// The reactions of `ids`, by message.
+async fn reactions_in<'e, E>(
+    exec: E,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<MessageReaction>>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut out: std::collections::HashMap<String, Vec<MessageReaction>> = Default::default();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let q = format!(
+        "SELECT message_id, emoji, user_id FROM chat_reactions WHERE message_id IN ({}) \
+         ORDER BY message_id, emoji, created_at, user_id",
+        marks.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String, String)>(sql(q));
+    for id in ids {
+        query = query.bind(id);
+    }
+    for (message_id, emoji, user_id) in query.fetch_all(exec).await.map_err(db_err)? {
+        let list = out.entry(message_id).or_default();
+        match list.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => {
+                r.count += 1;
+                if r.users.len() < 100 {
+                    r.users.push(user_id);
+                }
+            }
+            None => list.push(MessageReaction {
+                emoji,
+                count: 1,
+                users: vec![user_id],
+            }),
+        }
+    }
+    Ok(out)
 }
 
 const MESSAGE_COLUMNS: &str = "SELECT id, room, seq, user_id, username, text, content, platform, highlighted, \

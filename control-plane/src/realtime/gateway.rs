@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::hub::{Hub, Kill, Out};
 use crate::App;
+use crate::chat::Sent;
 use crate::chat::store::MAX_REPLAY;
 use crate::error::{ApiError, StreamingErrorCode};
 use crate::model::User;
@@ -332,7 +333,10 @@ impl Socket {
                     ),
                     (_, None) => error_frame(reference.as_ref(), "VALIDATION_FAILED", "no such channel"),
                     (Some(user), Some(room)) => match self.app.chat.send(user, room, &text).await {
-                        Ok(m) => json!({"type": "ack", "ref": reference, "offset": m.seq, "id": m.id})
+                        Ok(Sent::Posted(m)) => json!({"type": "ack", "ref": reference, "offset": m.seq, "id": m.id})
+                            .to_string(),
+                        Ok(Sent::Held(h)) => json!({"type": "ack", "ref": reference, "held": true, "id": h.id,
+                            "reason": h.reason})
                             .to_string(),
                         Err(e) => json!({"type": "error", "ref": reference, "channel": channel, "code": e.code, "message": e.message})
                             .to_string(),
