@@ -1361,6 +1361,45 @@ mod tests {
     }
 
     #[test]
+    fn the_lowest_rung_follows_the_next_higher_and_the_last_one_the_source_of_the_same_codec() {
+        let streams = streams();
+        let stream = ladder(&streams, &["720p", "480p"]);
+        streams.set_init(
+            &stream,
+            SOURCE,
+            Bytes::from_static(b"init of source"),
+            "avc1.640028,mp4a.40.2".into(),
+            None,
+        );
+        streams.apply(&stream, "480p", vec![end(2)]);
+        streams.retire_rung(&stream, "480p");
+        let target = |st: &StreamState, name: &str| {
+            st.rendition(name)
+                .and_then(|r| r.follow.as_ref())
+                .map(|f| f.target.clone())
+        };
+        assert_eq!(target(&stream.lock(), "480p").as_deref(), Some("720p"));
+        streams.apply(&stream, "720p", vec![end(2)]);
+        streams.retire_rung(&stream, "720p");
+        let st = stream.lock();
+        assert_eq!(target(&st, "720p").as_deref(), Some(SOURCE));
+        assert_eq!(target(&st, "480p").as_deref(), Some(SOURCE));
+        assert!(!st.rendition("480p").unwrap().live.ended());
+    }
+
+    #[test]
+    fn a_rung_shed_before_its_first_segment_is_removed() {
+        let streams = streams();
+        let stream = ladder(&streams, &["720p"]);
+        let live = streams.settings().live;
+        stream
+            .lock()
+            .ensure_rendition("480p", || LiveRendition::new(live, 0));
+        streams.retire_rung(&stream, "480p");
+        assert!(stream.lock().rendition("480p").is_none());
+    }
+
+    #[test]
     fn following_takes_events_in_order_and_notices_a_gap() {
         let mut f = Follow::new("480p", 5);
         assert_eq!(f.take(&rung_part(4, 3, 0)), Take::Skip);
