@@ -203,9 +203,13 @@ async fn shaka_and_hls_js_play_the_ladder_through_the_edge_without_a_404_or_a_fo
         let report = play(player, &master, seconds, None, || {}).await;
         assert_clean(player, &report);
         let played = report["endTime"].as_f64().unwrap() - report["startTime"].as_f64().unwrap();
-        // hls.js sometimes stalls for up to ~4 s right after its start on a rung
-        // (bufferStalledError, then bufferSeekOverHole, no slow or failed request, and the
-        // segments have no gap in either track), so it gets more slack than shaka here.
+        // hls.js sometimes stalls for up to ~4 s right after its start (bufferStalledError,
+        // then bufferSeekOverHole), with no slow or failed request and no gap in either
+        // track of the segments. Seen in its fragment log: its start-up ABR switches level
+        // at parts that are not independent (only part 0 of a segment starts with a
+        // keyframe); the likely cause (not proven) is that video after the switch cannot
+        // be decoded up to the next keyframe, leaving a hole. So it gets more slack than
+        // shaka here.
         assert!(
             played >= f64::from(seconds) - 6.0,
             "{player} advanced only {played:.1} s in {seconds} s: {report}"

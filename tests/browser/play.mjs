@@ -42,8 +42,15 @@ const hlsPage = `<!doctype html><meta charset="utf-8"><title>potok player test</
   const hls = new Hls({ lowLatencyMode: true, debug: false });
   window.player = hls;
   const levelUri = (l) => l.uri || (Array.isArray(l.url) ? l.url[0] : l.url);
+  const ranges = () => {
+    const b = video.buffered;
+    const r = [];
+    for (let i = 0; i < b.length; i++) r.push(b.start(i).toFixed(2) + '-' + b.end(i).toFixed(2));
+    return '[' + r.join(' ') + '] t=' + video.currentTime.toFixed(2);
+  };
   hls.on(Hls.Events.ERROR, (_, d) => {
-    const e = d.type + ':' + d.details + (d.response ? ':' + d.response.code : '');
+    let e = d.type + ':' + d.details + (d.response ? ':' + d.response.code : '');
+    if (d.type === 'mediaError') e += ' ' + ranges() + (d.frag ? ' frag ' + d.frag.sn + (d.part ? '.' + d.part.index : '') : '');
     (d.fatal ? window.report.fatal : window.report.errors).push(e);
   });
   hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => { window.report.levels = d.levels.length; video.play().catch(e => window.report.errors.push('play:' + e)); });
@@ -54,10 +61,7 @@ const hlsPage = `<!doctype html><meta charset="utf-8"><title>potok player test</
   window.report.frags = [];
   hls.on(Hls.Events.FRAG_BUFFERED, (_, d) => {
     if (window.report.frags.length >= 12) return;
-    const b = video.buffered;
-    const ranges = [];
-    for (let i = 0; i < b.length; i++) ranges.push(b.start(i).toFixed(2) + '-' + b.end(i).toFixed(2));
-    window.report.frags.push(d.frag.sn + '.' + (d.part ? d.part.index + (d.part.independent ? 'I' : '') : 'seg') + ' ' + d.frag.start.toFixed(2) + ' [' + ranges.join(' ') + '] t=' + video.currentTime.toFixed(2));
+    window.report.frags.push(d.frag.sn + '.' + (d.part ? d.part.index + (d.part.independent ? 'I' : '') : 'seg') + ' L' + d.frag.level + ' ' + d.frag.start.toFixed(2) + ' ' + ranges());
   });
   window.latency = () => hls.latency;
   window.nextLevel = () => { hls.currentLevel = (hls.currentLevel + 1) % Math.max(1, hls.levels.length); };
