@@ -186,19 +186,24 @@ fn check(input: Input) -> Outcome {
         }
     };
     let aus = frames(input);
+    // The hint is a function of the window, so it is read whenever the window changed.
     for (i, au) in aus.iter().enumerate() {
         let video = au.track == TrackKind::Video;
         let events = packager.push(au.clone());
-        apply(events, &mut window, &mut produced, &mut out);
+        if !events.is_empty() {
+            apply(events, &mut window, &mut produced, &mut out);
+            check_hint(input, &window, &mut hinted, &mut out);
+        }
         if input.announce
             && video
             && let Some(next) = aus[i + 1..].iter().find(|a| a.track == TrackKind::Video)
         {
             let events = packager.next_video(next.dts, next.keyframe);
-            apply(events, &mut window, &mut produced, &mut out);
-            check_hint(input, &window, &mut hinted, &mut out);
+            if !events.is_empty() {
+                apply(events, &mut window, &mut produced, &mut out);
+                check_hint(input, &window, &mut hinted, &mut out);
+            }
         }
-        check_hint(input, &window, &mut hinted, &mut out);
     }
     let events = packager.finish();
     apply(events, &mut window, &mut produced, &mut out);
