@@ -18,6 +18,7 @@ mod hashing;
 mod limits;
 mod metrics;
 pub mod model;
+mod notifications;
 mod realtime;
 mod scheduler;
 mod secrets;
@@ -60,6 +61,7 @@ pub(crate) struct App {
     pub(crate) limiter: Arc<limits::Limiter>,
     pub(crate) hasher: Arc<hashing::Hasher>,
     pub(crate) chat: Arc<chat::store::Chat>,
+    pub(crate) notifications: Arc<notifications::Notifications>,
     pub(crate) hub: Arc<realtime::hub::Hub>,
     pub(crate) sockets: Arc<realtime::gateway::Addresses>,
     pub(crate) metrics: metrics::CpMetrics,
@@ -91,15 +93,25 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         ),
         None => Arc::new(realtime::bus::MemoryBus::default()),
     };
+    let notifications = Arc::new(notifications::Notifications::new(
+        db.clone(),
+        Arc::clone(&bus),
+    ));
     let chat = Arc::new(chat::store::Chat::new(
         db.clone(),
         cp.chat.clone(),
-        bus,
+        Arc::clone(&bus),
+        Arc::clone(&notifications),
         metrics.clone(),
     ));
+    let logs = Arc::new(realtime::Logs {
+        chat: Arc::clone(&chat),
+        notifications: Arc::clone(&notifications),
+    });
     let app = App {
-        hub: realtime::hub::Hub::new(Arc::clone(&chat), metrics.clone()),
+        hub: realtime::hub::Hub::new(logs, bus, metrics.clone()),
         chat,
+        notifications,
         sockets: Arc::default(),
         db: db.clone(),
         cluster_secret: config.cluster.secret.clone(),
@@ -166,6 +178,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         chat::routes::held, chat::routes::decide_held, chat::routes::report, chat::routes::reports,
         chat::routes::resolve_report, chat::routes::add_reaction, chat::routes::remove_reaction,
         realtime::gateway::realtime,
+        notifications::list, notifications::mark_read, notifications::outbox, notifications::ack,
     ),
     components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent)),
     modifiers(&Security),
@@ -298,6 +311,16 @@ fn routes(app: App) -> Router {
             axum::routing::put(chat::routes::follow).delete(chat::routes::unfollow),
         )
         .route("/api/v1/realtime", get(realtime::gateway::realtime))
+        .route("/api/v1/notifications", get(notifications::list))
+        .route("/api/v1/notifications/read", post(notifications::mark_read))
+        .route(
+            "/api/v1/cluster/notifications/outbox",
+            get(notifications::outbox),
+        )
+        .route(
+            "/api/v1/cluster/notifications/outbox/{id}",
+            delete(notifications::ack),
+        )
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
         .with_state(app)
 }

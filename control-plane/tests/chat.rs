@@ -189,7 +189,11 @@ impl Ws {
     }
 
     async fn subscribe(&mut self, room: &str, since: Option<i64>) -> Value {
-        let mut f = json!({"type": "subscribe", "channel": format!("chat:{room}")});
+        self.subscribe_to(&format!("chat:{room}"), since).await
+    }
+
+    async fn subscribe_to(&mut self, channel: &str, since: Option<i64>) -> Value {
+        let mut f = json!({"type": "subscribe", "channel": channel});
         if let Some(s) = since {
             f["since"] = json!(s);
         }
@@ -251,10 +255,14 @@ async fn two_clients_chat_and_a_reconnect_resumes_from_its_offset() {
     assert_eq!(data["message"]["content"]["mentions"][0]["username"], "bob");
     let (s, m) = cp.say(&bob, "alice", "hello alice").await;
     assert_eq!(s, 201, "{m}");
-    assert_eq!(a.event().await.0, 2);
+    // Alice's own message (offset 2) may have come before or after her ack.
+    let (mut off, mut data) = a.event().await;
+    if off == 2 {
+        (off, data) = a.event().await;
+    }
     assert_eq!(
-        a.event().await.1["message"]["content"]["text"],
-        "hello alice"
+        (off, data["message"]["content"]["text"].as_str()),
+        (3, Some("hello alice"))
     );
     assert_eq!(b.event().await.0, 3);
 
@@ -900,4 +908,113 @@ async fn automod_holds_reports_and_reactions() {
     assert_eq!(h["messages"][0]["reactions"][0]["count"], 1, "{h}");
     let bad = format!("/api/v1/chat/alice/messages/{mid}/reactions/hello");
     assert_eq!(cp.call("PUT", &bad, Some(&bob), None).await.0, 422);
+}
+
+#[tokio::test]
+async fn notifications_arrive_live_resume_and_reach_the_outbox() {
+    let cp = start(|_| {}).await;
+    let alice = cp.account("alice", "streamer").await;
+    let bob = cp.account("bob", "viewer").await;
+    let mut feed = cp.ws(Some(&alice)).await;
+    let sub = feed.subscribe_to("user:me", None).await;
+    let me = sub["channel"].as_str().unwrap().to_owned();
+    assert!(me.starts_with("user:"), "{sub}");
+    assert_eq!(sub["offset"], 0);
+    // A new follower and a mention reach alice's socket live, numbered.
+    assert_eq!(
+        cp.call("PUT", "/api/v1/channels/alice/follow", Some(&bob), None)
+            .await
+            .0,
+        200
+    );
+    let (off, ev) = feed.event().await;
+    assert_eq!(
+        (off, ev["notification"]["type"].as_str()),
+        (1, Some("new_follower"))
+    );
+    assert_eq!(ev["notification"]["data"]["follower"], "bob");
+    // Following again is no news.
+    cp.call("PUT", "/api/v1/channels/alice/follow", Some(&bob), None)
+        .await;
+    assert_eq!(cp.say(&bob, "alice", "nice play @alice").await.0, 201);
+    let (off, ev) = feed.event().await;
+    assert_eq!(
+        (off, ev["notification"]["type"].as_str()),
+        (2, Some("mention"))
+    );
+    // Anonymous sockets have no feed; nobody reads another's.
+    let mut anon = cp.ws(None).await;
+    anon.send(json!({"type": "subscribe", "channel": "user:me"}))
+        .await;
+    assert_eq!(code(&anon.until("error").await), "UNAUTHORIZED");
+    anon.send(json!({"type": "subscribe", "channel": me})).await;
+    assert_eq!(code(&anon.until("error").await), "VALIDATION_FAILED");
+    // Resume after a reconnect.
+    drop(feed);
+    cp.say(&bob, "alice", "@alice again").await;
+    let mut feed = cp.ws(Some(&alice)).await;
+    let sub = feed.subscribe_to("user:me", Some(2)).await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    assert_eq!(sub["missed"][0]["offset"], 3);
+    // REST: list, unread, mark read.
+    let (_, list) = cp
+        .call("GET", "/api/v1/notifications", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (list["unread"].clone(), list["offset"].clone()),
+        (json!(3), json!(3))
+    );
+    assert_eq!(
+        cp.call(
+            "POST",
+            "/api/v1/notifications/read",
+            Some(&alice),
+            Some(json!({"up_to": 2}))
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, list) = cp
+        .call("GET", "/api/v1/notifications", Some(&alice), None)
+        .await;
+    assert_eq!(list["unread"], 1);
+    // The outbox: every notification until acknowledged (cluster secret).
+    let secret = "chat-test-cluster-secret";
+    assert_eq!(
+        cp.call("GET", "/api/v1/cluster/notifications/outbox", None, None)
+            .await
+            .0,
+        401
+    );
+    let (_, out) = cp
+        .call(
+            "GET",
+            "/api/v1/cluster/notifications/outbox",
+            Some(secret),
+            None,
+        )
+        .await;
+    assert_eq!(out.as_array().unwrap().len(), 3, "{out}");
+    let id = out[0]["id"].as_str().unwrap();
+    assert_eq!(
+        cp.call(
+            "DELETE",
+            &format!("/api/v1/cluster/notifications/outbox/{id}"),
+            Some(secret),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, out) = cp
+        .call(
+            "GET",
+            "/api/v1/cluster/notifications/outbox",
+            Some(secret),
+            None,
+        )
+        .await;
+    assert_eq!(out.as_array().unwrap().len(), 2);
 }

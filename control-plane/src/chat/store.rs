@@ -44,6 +44,7 @@ pub(crate) struct Chat {
     db: Db,
     cfg: ChatConfig,
     bus: Arc<dyn Bus>,
+    notifications: Arc<crate::notifications::Notifications>,
     metrics: crate::metrics::CpMetrics,
 }
 
@@ -70,22 +71,20 @@ impl Chat {
         db: Db,
         cfg: ChatConfig,
         bus: Arc<dyn Bus>,
+        notifications: Arc<crate::notifications::Notifications>,
         metrics: crate::metrics::CpMetrics,
     ) -> Self {
         Chat {
             db,
             cfg,
             bus,
+            notifications,
             metrics,
         }
     }
 
     pub(crate) fn config(&self) -> &ChatConfig {
         &self.cfg
-    }
-
-    pub(crate) fn bus(&self) -> &Arc<dyn Bus> {
-        &self.bus
     }
 
     /// The seed's `createChatRoom`: the channel's room, made when missing. Only streamers
@@ -163,9 +162,15 @@ impl Chat {
         tx.commit().await.map_err(db_err)?;
         // The event is stored: a failed publish only delays it for other replicas (their
         // hubs fill gaps from the database at the next event).
+        let channel = super::channel_of(room);
+        let envelope = crate::realtime::Envelope {
+            channel: channel.clone(),
+            seq,
+            event: serde_json::to_value(&s.event).unwrap_or_default(),
+        };
         if let Err(e) = self
             .bus
-            .publish(&subject(&super::channel_of(room)), to_json(&s).into_bytes())
+            .publish(&subject(&channel), to_json(&envelope).into_bytes())
             .await
         {
             tracing::warn!(%room, error = %e, "chat event not published on the bus");
@@ -452,7 +457,24 @@ impl Chat {
             },
         )
         .await?;
+        self.notify_mentions(&message).await;
         Ok(Sent::Posted(message))
+    }
+
+    /// Tells the users a message mentions (not its author).
+    async fn notify_mentions(&self, m: &ChatMessage) {
+        for who in m.content.mentions.iter().filter(|u| u.user_id != m.user_id) {
+            let excerpt: String = m.content.text.chars().take(140).collect();
+            let data = serde_json::json!({"room": m.room_id, "message_id": m.id,
+                "by": m.username, "text": excerpt});
+            if let Err(e) = self
+                .notifications
+                .notify(&who.user_id, "mention", data)
+                .await
+            {
+                tracing::warn!(error = %e.message, "mention notification failed");
+            }
+        }
     }
 
     /// A message as stored: mentions resolved, links and emotes listed.
@@ -1316,7 +1338,7 @@ impl Chat {
         on: bool,
     ) -> Result<i64, ApiError> {
         if on {
-            sqlx::query(
+            let r = sqlx::query(
                 "INSERT INTO follows (follower_id, channel_id, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (follower_id, channel_id) DO NOTHING",
             )
@@ -1326,6 +1348,12 @@ impl Chat {
             .execute(self.db.pool())
             .await
             .map_err(db_err)?;
+            if r.rows_affected() == 1 {
+                let data = serde_json::json!({"follower": user.username, "follower_id": user.id});
+                self.notifications
+                    .notify(&channel.id, "new_follower", data)
+                    .await?;
+            }
         } else {
             sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND channel_id = $2")
                 .bind(&user.id)

@@ -310,11 +310,13 @@ impl Socket {
                 }
             }
             Frame::Unsubscribe { channel } => {
-                if let Some(room) = room_of(&channel)
-                    && let Some(i) = self.rooms.iter().position(|r| r == room)
-                {
+                let key = match (&self.user, channel.as_str()) {
+                    (Some(u), "user:me") => crate::notifications::channel_of(&u.id),
+                    _ => channel.clone(),
+                };
+                if let Some(i) = self.rooms.iter().position(|r| *r == key) {
                     self.rooms.swap_remove(i);
-                    self.hub.leave(room, self.id);
+                    self.hub.leave(&key, self.id);
                 }
                 let _ = self.tx.try_send(Out::Frame(
                     json!({"type": "unsubscribed", "channel": channel}).to_string(),
@@ -347,17 +349,26 @@ impl Socket {
         }
     }
 
-    async fn subscribe(&mut self, channel: &str, since: Option<i64>) -> Result<(), ApiError> {
-        let room = room_of(channel)
-            .ok_or_else(|| {
+    async fn subscribe(&mut self, requested: &str, since: Option<i64>) -> Result<(), ApiError> {
+        // `user:me` is the signed-in user's own feed; nobody subscribes to another's.
+        let (channel, room) = if requested == "user:me" {
+            let Some(u) = &self.user else {
+                return Err(ApiError::new(
+                    StreamingErrorCode::Unauthorized,
+                    "sign in (an auth frame) for your notifications",
+                ));
+            };
+            (crate::notifications::channel_of(&u.id), None)
+        } else {
+            let room = room_of(requested).ok_or_else(|| {
                 ApiError::new(
                     StreamingErrorCode::ValidationFailed,
-                    "channels are chat:<room>",
+                    "channels are chat:<room> and user:me",
                 )
-            })?
-            .to_owned();
-        // Subscribing again (after being kicked, or to get a fresh snapshot) is allowed.
-        let again = self.rooms.contains(&room);
+            })?;
+            (requested.to_owned(), Some(room.to_owned()))
+        };
+        let again = self.rooms.contains(&channel);
         if !again && self.rooms.len() >= 32 {
             return Err(ApiError::new(
                 StreamingErrorCode::ValidationFailed,
@@ -365,18 +376,20 @@ impl Socket {
             ));
         }
         let chat = &self.app.chat;
-        chat.ensure_room(&room).await?;
-        if let Some(u) = &self.user
-            && chat.sanctioned(&room, &u.id).await?.is_some()
-        {
-            return Err(ApiError::new(
-                StreamingErrorCode::UserBanned,
-                "you are banned or timed out in this chat",
-            ));
+        if let Some(room) = &room {
+            chat.ensure_room(room).await?;
+            if let Some(u) = &self.user
+                && chat.sanctioned(room, &u.id).await?.is_some()
+            {
+                return Err(ApiError::new(
+                    StreamingErrorCode::UserBanned,
+                    "you are banned or timed out in this chat",
+                ));
+            }
         }
         self.hub
             .join(
-                &room,
+                &channel,
                 self.id,
                 self.tx.clone(),
                 self.user.as_ref().map(|u| u.id.clone()),
@@ -384,19 +397,21 @@ impl Socket {
             )
             .await?;
         if !again {
-            self.rooms.push(room.clone());
+            self.rooms.push(channel.clone());
         }
         // The snapshot up to the offset now; live events past it follow in order.
-        let frame = match since {
+        let logs = self.hub.logs();
+        let present = self.hub.present(&channel);
+        let (offset, frame) = match since {
             Some(since) => {
-                let last = chat.last_seq(&room).await?;
-                let events = chat.events(&room, since.max(0), last).await?;
+                let last = logs.last_seq(&channel).await?;
+                let events = logs.events(&channel, since.max(0), last).await?;
                 let recovered = since >= 0
                     && since <= last
                     && last - since <= MAX_REPLAY
                     && events.first().is_none_or(|e| e.seq == since + 1)
                     && events.len() as i64 == last - since;
-                let offset = events.last().map_or(last, |e| e.seq.max(since)).max(last);
+                let offset = last.max(events.last().map_or(0, |e| e.seq));
                 let missed: Vec<Value> = events
                     .iter()
                     .map(|e| json!({"offset": e.seq, "data": e.event}))
@@ -404,26 +419,37 @@ impl Socket {
                 (
                     offset,
                     json!({"type": "subscribed", "channel": channel, "offset": offset,
-                    "recovered": recovered, "missed": missed,
-                    "present": self.hub.present(&room)}),
+                    "recovered": recovered, "missed": missed, "present": present}),
                 )
             }
-            None => {
-                let (history, last) = chat
-                    .history(&room, i64::from(chat.config().history_on_join))
-                    .await?;
-                (
-                    last,
-                    json!({"type": "subscribed", "channel": channel, "offset": last,
-                    "history": history, "present": self.hub.present(&room)}),
-                )
-            }
+            None => match &room {
+                Some(room) => {
+                    let (history, last) = chat
+                        .history(room, i64::from(chat.config().history_on_join))
+                        .await?;
+                    (
+                        last,
+                        json!({"type": "subscribed", "channel": channel, "offset": last,
+                        "history": history, "present": present}),
+                    )
+                }
+                None => {
+                    let id = channel.trim_start_matches("user:");
+                    let (items, unread) = self.app.notifications.recent(id, 50).await?;
+                    let last = logs.last_seq(&channel).await?;
+                    (
+                        last,
+                        json!({"type": "subscribed", "channel": channel, "offset": last,
+                        "history": items, "unread": unread}),
+                    )
+                }
+            },
         };
-        let (offset, frame) = frame;
+        // A user's feed is named by its real channel (`user:<id>`) in every frame.
         if self
             .tx
             .try_send(Out::Ready {
-                channel: Arc::from(channel),
+                channel: Arc::from(channel.as_str()),
                 offset,
                 frame: frame.to_string(),
             })

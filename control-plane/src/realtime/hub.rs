@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::chat::store::Chat;
-use crate::chat::{ChatEvent, Sequenced, channel_of};
 use crate::metrics::CpMetrics;
-use crate::realtime::bus::subject;
+use crate::realtime::bus::{Bus, subject};
+use crate::realtime::{Envelope, Logs};
 
 /// What a socket's writer receives.
 #[derive(Debug)]
@@ -52,19 +51,21 @@ struct Room {
     task: Option<tokio::task::AbortHandle>,
 }
 
-/// The hub.
+/// The hub. "Rooms" here are channels: chat rooms and users' feeds alike.
 pub(crate) struct Hub {
     rooms: Mutex<HashMap<String, Room>>,
-    chat: Arc<Chat>,
+    logs: Arc<Logs>,
+    bus: Arc<dyn Bus>,
     metrics: CpMetrics,
     next_id: AtomicU64,
 }
 
 impl Hub {
-    pub(crate) fn new(chat: Arc<Chat>, metrics: CpMetrics) -> Arc<Self> {
+    pub(crate) fn new(logs: Arc<Logs>, bus: Arc<dyn Bus>, metrics: CpMetrics) -> Arc<Self> {
         Arc::new(Hub {
             rooms: Mutex::new(HashMap::new()),
-            chat,
+            logs,
+            bus,
             metrics,
             next_id: AtomicU64::new(1),
         })
@@ -76,12 +77,17 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Where channels' events are stored.
+    pub(crate) fn logs(&self) -> &Logs {
+        &self.logs
+    }
+
     /// A new socket id.
     pub(crate) fn socket_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds socket `id` to `room`; starts the room's bus subscription when it is the first.
+    /// Adds socket `id` to channel `room`; starts its bus subscription when it is the first.
     pub(crate) async fn join(
         self: &Arc<Self>,
         room: &str,
@@ -99,18 +105,13 @@ impl Hub {
             }
         }
         // First socket here: subscribe before reading the offset, so nothing falls between.
-        let messages = self
-            .chat
-            .bus()
-            .subscribe(&subject(&channel_of(room)))
-            .await
-            .map_err(|e| {
-                crate::error::ApiError::new(
-                    crate::error::StreamingErrorCode::ChatConnectionFailed,
-                    e.to_string(),
-                )
-            })?;
-        let last = self.chat.last_seq(room).await?;
+        let messages = self.bus.subscribe(&subject(room)).await.map_err(|e| {
+            crate::error::ApiError::new(
+                crate::error::StreamingErrorCode::ChatConnectionFailed,
+                e.to_string(),
+            )
+        })?;
+        let last = self.logs.last_seq(room).await?;
         let mut rooms = self.rooms();
         if let Some(r) = rooms.get_mut(room) {
             // Another socket got here first; its subscription serves both.
@@ -122,8 +123,8 @@ impl Hub {
         let task = tokio::spawn(async move {
             let mut messages = messages;
             while let Some(payload) = messages.next().await {
-                match serde_json::from_slice::<Sequenced>(&payload) {
-                    Ok(s) if s.room == name => hub.arrived(s).await,
+                match serde_json::from_slice::<Envelope>(&payload) {
+                    Ok(s) if s.channel == name => hub.arrived(s).await,
                     _ => tracing::debug!(room = %name, "unreadable event on the bus"),
                 }
             }
@@ -160,8 +161,8 @@ impl Hub {
         self.rooms().get(room).map_or(0, |r| r.subs.len())
     }
 
-    async fn arrived(&self, s: Sequenced) {
-        let last = match self.rooms().get(&s.room) {
+    async fn arrived(&self, s: Envelope) {
+        let last = match self.rooms().get(&s.channel) {
             Some(r) => r.last,
             None => return,
         };
@@ -171,9 +172,11 @@ impl Hub {
         let mut batch = Vec::new();
         if s.seq > last + 1 {
             // Published elsewhere before this one reached us: the database has them.
-            match self.chat.events(&s.room, last, s.seq - 1).await {
+            match self.logs.events(&s.channel, last, s.seq - 1).await {
                 Ok(missing) => batch.extend(missing),
-                Err(e) => tracing::warn!(room = %s.room, error = %e.message, "cannot fill a gap"),
+                Err(e) => {
+                    tracing::warn!(channel = %s.channel, error = %e.message, "cannot fill a gap")
+                }
             }
         }
         batch.push(s);
@@ -182,9 +185,9 @@ impl Hub {
         }
     }
 
-    fn deliver(&self, s: &Sequenced) {
+    fn deliver(&self, s: &Envelope) {
         let started = std::time::Instant::now();
-        let channel: Arc<str> = Arc::from(channel_of(&s.room));
+        let channel: Arc<str> = Arc::from(s.channel.as_str());
         let frame: Arc<str> = Arc::from(
             serde_json::json!({
                 "type": "event",
@@ -195,17 +198,16 @@ impl Hub {
             .to_string(),
         );
         let mut rooms = self.rooms();
-        let Some(room) = rooms.get_mut(&s.room) else {
+        let Some(room) = rooms.get_mut(&s.channel) else {
             return;
         };
         if s.seq <= room.last {
             return;
         }
         room.last = s.seq;
-        let kicked = match &s.event {
-            ChatEvent::UserSanctioned { user_id, .. } => Some(user_id.clone()),
-            _ => None,
-        };
+        let kicked = (s.event["kind"] == "user_sanctioned")
+            .then(|| s.event["user_id"].as_str().map(str::to_owned))
+            .flatten();
         let mut gone = Vec::new();
         let mut delivered = 0u64;
         for (id, sub) in &room.subs {
@@ -251,8 +253,10 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::store::Chat;
     use crate::db::Db;
     use crate::model::UserRole;
+    use crate::notifications::Notifications;
     use crate::realtime::bus::MemoryBus;
     use std::time::Duration;
 
@@ -276,23 +280,30 @@ mod tests {
             ..Default::default()
         };
         let metrics = CpMetrics::new(&potok_service::Metrics::new());
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+        let notifications = Arc::new(Notifications::new(db.clone(), Arc::clone(&bus)));
         let chat = Arc::new(Chat::new(
             db,
             cfg,
-            Arc::new(MemoryBus::default()),
+            Arc::clone(&bus),
+            Arc::clone(&notifications),
             metrics.clone(),
         ));
-        let hub = Hub::new(Arc::clone(&chat), metrics);
+        let logs = Arc::new(Logs {
+            chat: Arc::clone(&chat),
+            notifications,
+        });
+        let hub = Hub::new(logs, bus, metrics);
         chat.ensure_room("alice").await.unwrap();
 
         let (slow_tx, _slow_rx) = mpsc::channel(4); // never read
         let (slow_kill, slow_killed) = tokio::sync::watch::channel(None);
-        hub.join("alice", 1, slow_tx, None, Arc::new(slow_kill))
+        hub.join("chat:alice", 1, slow_tx, None, Arc::new(slow_kill))
             .await
             .unwrap();
         let (fast_tx, mut fast_rx) = mpsc::channel(1024);
         let (fast_kill, fast_killed) = tokio::sync::watch::channel(None);
-        hub.join("alice", 2, fast_tx, None, Arc::new(fast_kill))
+        hub.join("chat:alice", 2, fast_tx, None, Arc::new(fast_kill))
             .await
             .unwrap();
         for i in 0..50 {
@@ -315,6 +326,10 @@ mod tests {
                 .is_some_and(|(_, w)| w.starts_with("slow consumer"))
         );
         assert!(fast_killed.borrow().is_none());
-        assert_eq!(hub.present("alice"), 1, "the slow socket left the room");
+        assert_eq!(
+            hub.present("chat:alice"),
+            1,
+            "the slow socket left the room"
+        );
     }
 }
