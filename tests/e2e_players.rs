@@ -267,9 +267,9 @@ async fn a_rung_shed_under_a_playing_viewer_keeps_shaka_and_hls_js_playing() {
     wait_for_ladder(app.edge, NAME, &["source", "480p", "360p"]).await;
     let master = format!("http://{}/live/{NAME}/master.m3u8", app.edge);
 
-    // hls.js held on 360p when it is shed (360p then carries 480p, the nearest rung still
-    // running); shaka held on 480p when that is shed too (both then carry the source).
-    for (player, rung) in [("hls", "360p"), ("shaka", "480p")] {
+    // shaka held on 480p when it is shed (480p then carries 360p, the nearest rung still
+    // running); hls.js held on 360p when that is shed too (both then carry the source).
+    for (player, rung) in [("shaka", "480p"), ("hls", "360p")] {
         let report = play(player, &master, 16, Some(rung), || {
             potok_transcoder::request_shed(NAME, rung);
         })

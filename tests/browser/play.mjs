@@ -68,8 +68,12 @@ const hlsPage = `<!doctype html><meta charset="utf-8"><title>potok player test</
   window.pinVariant = () => {
     const i = hls.levels.findIndex(l => folder(levelUri(l)) === pin);
     if (i < 0) return false;
-    hls.currentLevel = i;
-    return hls.currentLevel === i && hls.levels[hls.currentLevel] !== undefined;
+    // Once: every assignment is an immediate switch that aborts the loads in flight.
+    if (!window.pinRequested) {
+      window.pinRequested = true;
+      hls.currentLevel = i;
+    }
+    return true;
   };
   window.onPinned = () => hls.currentLevel >= 0 && folder(levelUri(hls.levels[hls.currentLevel])) === pin;
   hls.loadSource(${JSON.stringify(url)});
@@ -116,8 +120,11 @@ const shakaPage = `<!doctype html><meta charset="utf-8"><title>potok player test
     // the multivariant playlist read by the test page itself.
     const t = tracks.find(t => t.height === window.pinHeight);
     if (!t) return false;
-    player.configure({ abr: { enabled: false } });
-    player.selectVariantTrack(t, true);
+    if (!window.pinRequested) {
+      window.pinRequested = true;
+      player.configure({ abr: { enabled: false } });
+      player.selectVariantTrack(t, true);
+    }
     return true;
   };
   window.onPinned = () => { const t = active(); return !!t && t.height === window.pinHeight; };
