@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accounts;
 pub mod api;
 pub mod chat;
 pub mod cluster;
@@ -22,6 +23,7 @@ mod notifications;
 mod realtime;
 mod scheduler;
 mod secrets;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,10 +167,10 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
 #[openapi(
     info(title = "Potok control plane", description = "Accounts, stream keys, streams, scheduling and the cluster's node registry. Errors are `{\"code\": StreamingErrorCode, \"message\": ...}`."),
     paths(
-        api::create_user, api::login, api::me, api::create_token, api::list_tokens, api::revoke_token,
-        api::create_key, api::list_keys, api::rotate_key, api::revoke_key,
-        api::create_stream, api::list_streams, api::active_streams, api::get_stream, api::update_stream,
-        api::stop_stream, api::ingest, api::list_nodes,
+        accounts::routes::create_user, accounts::routes::login, accounts::routes::me, accounts::routes::create_token, accounts::routes::list_tokens, accounts::routes::revoke_token,
+        accounts::routes::create_key, accounts::routes::list_keys, accounts::routes::rotate_key, accounts::routes::revoke_key,
+        streams::routes::create_stream, streams::routes::list_streams, streams::routes::active_streams, streams::routes::get_stream, streams::routes::update_stream,
+        streams::routes::stop_stream, streams::routes::ingest, cluster::list_nodes,
         cluster::register, cluster::heartbeat, cluster::publish, cluster::resolve, cluster::origins,
         chat::routes::history, chat::routes::send, chat::routes::edit, chat::routes::delete,
         chat::routes::moderate, chat::routes::timeout, chat::routes::ban, chat::routes::unban,
@@ -222,32 +224,47 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 fn routes(app: App) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi_json))
-        .route("/api/v1/users", post(api::create_user))
-        .route("/api/v1/sessions", post(api::login))
-        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/users", post(accounts::routes::create_user))
+        .route("/api/v1/sessions", post(accounts::routes::login))
+        .route("/api/v1/me", get(accounts::routes::me))
         .route(
             "/api/v1/tokens",
-            get(api::list_tokens).post(api::create_token),
+            get(accounts::routes::list_tokens).post(accounts::routes::create_token),
         )
-        .route("/api/v1/tokens/{id}", delete(api::revoke_token))
+        .route(
+            "/api/v1/tokens/{id}",
+            delete(accounts::routes::revoke_token),
+        )
         .route(
             "/api/v1/stream-keys",
-            get(api::list_keys).post(api::create_key),
+            get(accounts::routes::list_keys).post(accounts::routes::create_key),
         )
-        .route("/api/v1/stream-keys/{id}", delete(api::revoke_key))
-        .route("/api/v1/stream-keys/{id}/rotate", post(api::rotate_key))
+        .route(
+            "/api/v1/stream-keys/{id}",
+            delete(accounts::routes::revoke_key),
+        )
+        .route(
+            "/api/v1/stream-keys/{id}/rotate",
+            post(accounts::routes::rotate_key),
+        )
         .route(
             "/api/v1/streams",
-            get(api::list_streams).post(api::create_stream),
+            get(streams::routes::list_streams).post(streams::routes::create_stream),
         )
-        .route("/api/v1/streams/active", get(api::active_streams))
+        .route(
+            "/api/v1/streams/active",
+            get(streams::routes::active_streams),
+        )
         .route(
             "/api/v1/streams/{id}",
-            get(api::get_stream).patch(api::update_stream),
+            get(streams::routes::get_stream).patch(streams::routes::update_stream),
         )
-        .route("/api/v1/streams/{id}/stop", post(api::stop_stream))
-        .route("/api/v1/ingest", get(api::ingest))
-        .route("/api/v1/nodes", get(api::list_nodes))
+        .route(
+            "/api/v1/streams/{id}/stop",
+            post(streams::routes::stop_stream),
+        )
+        .route("/api/v1/ingest", get(streams::routes::ingest))
+        .route("/api/v1/nodes", get(cluster::list_nodes))
         .route("/api/v1/cluster/nodes", post(cluster::register))
         .route(
             "/api/v1/cluster/nodes/{id}/heartbeat",

@@ -6,12 +6,16 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use tracing::{info, warn};
 
+pub(crate) mod repo;
+
 use crate::App;
-use crate::api::{Body, bearer, current_stream, rate_limited};
+use crate::api::{Body, Caller, bearer, rate_limited, require};
 use crate::error::{ApiError, StreamingErrorCode};
 use crate::limits::Kind;
+use crate::model::{Node, UserRole};
 use crate::model::{StreamStatus, now_ms};
 use crate::secrets::{constant_time_eq, hash_secret};
+use crate::streams::routes::current_stream;
 use potok_config::wire::{
     Heartbeat, HeartbeatReply, PublishGrant, PublishRequest, Register, Registered, Resolved,
 };
@@ -267,4 +271,15 @@ pub(crate) async fn origins(
             .map(|n| n.http_url)
             .collect(),
     }))
+}
+
+/// Registered origins and edges with their last load (admins).
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "cluster", security(("token" = [])),
+    responses((status = 200, body = [Node]), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub(crate) async fn list_nodes(
+    State(app): State<App>,
+    Caller(user): Caller,
+) -> Result<Json<Vec<Node>>, ApiError> {
+    require(user.role == UserRole::Admin, "admins only")?;
+    Ok(Json(app.db.nodes(None).await?))
 }
