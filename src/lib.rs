@@ -231,6 +231,11 @@ impl App {
                 "REST API",
                 cp.port()
             ));
+            out.push_str(&format!(
+                "  {:<18} ws://{host}:{}/api/v1/realtime  (chat rooms chat:<channel>, notifications user:me; docs/realtime.md)\n",
+                "chat (WebSocket)",
+                cp.port()
+            ));
         }
         out.push_str(
             "  every role answers /healthz and /readyz on its port, /metrics there to loopback clients or with metrics.token\n",
