@@ -8,11 +8,13 @@
 //! - [`h3load`]: `bench edge-h3` — the same cache hits over HTTP/3 and HTTP/1.1.
 //! - [`ladder`]: `bench ladder` — the in-process ABR ladder against the ffmpeg CLI.
 //! - [`viewers`]: `bench viewers` — thousands of simulated LL-HLS viewers on one edge.
+//! - [`chat`]: `bench chat` — WebSocket chat fan-out against a Node.js `ws` broadcast server.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod edge;
 pub mod h3load;
 pub mod ladder;

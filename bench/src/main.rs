@@ -2,6 +2,7 @@
 //! the same run, and the ratio.
 //!
 //!   cargo run --release -p potok-bench -- llhls-latency [--seconds 60] [--runs 3]
+//!   cargo run --release -p potok-bench -- chat [--clients 10000] [--rate 50] [--runs 3]
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // printing results is what this binary is for
@@ -64,6 +65,32 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Chat fan-out: N WebSocket receivers in one room, M messages/s in, vs a Node.js `ws`
+    /// broadcast server; the servers run in their own processes, this one is the load.
+    Chat {
+        /// Receiving sockets in the room.
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Messages per second sent into the room.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds measured per run (after a 1 s warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Runs of each server, alternating; the summary gives medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Skip the Node.js reference.
+        #[arg(long)]
+        no_reference: bool,
+    },
+    /// The Potok server of `bench chat`, started by it in a child process.
+    #[command(hide = true)]
+    ChatServer {
+        /// Where the SQLite database goes.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
     EdgeStatic {
         /// Seconds per wrk run.
@@ -98,6 +125,21 @@ fn main() -> anyhow::Result<()> {
             seconds,
             connections,
         } => return edge_h3(&rt, seconds, connections),
+        Bench::Chat {
+            clients,
+            rate,
+            seconds,
+            runs,
+            no_reference,
+        } => {
+            let opts = potok_bench::chat::Options {
+                clients,
+                rate,
+                seconds,
+            };
+            return chat_bench(&rt, &opts, runs, !no_reference);
+        }
+        Bench::ChatServer { data_dir } => return rt.block_on(potok_bench::chat::serve(data_dir)),
     };
     let opts = Options {
         seconds,
@@ -250,6 +292,103 @@ fn edge_h3(rt: &tokio::runtime::Runtime, seconds: u64, connections: usize) -> an
         }
         Ok(())
     })
+}
+
+fn chat_bench(
+    rt: &tokio::runtime::Runtime,
+    opts: &potok_bench::chat::Options,
+    runs: usize,
+    reference: bool,
+) -> anyhow::Result<()> {
+    use potok_bench::chat::{Report, Target, run};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    println!(
+        "chat: {} receiving WebSocket clients in one room, {} messages/s in, {} s measured after 1 s warm-up, {runs} alternating run(s); servers in their own processes, this process is the load generator (same 2 cores)",
+        opts.clients, opts.rate, opts.seconds
+    );
+    println!(
+        "  Potok: control plane, SQLite; every message is checked (flood, duplicates, blocked terms, links, mentions) and stored in one write transaction before the fan-out"
+    );
+    if reference {
+        println!(
+            "  reference: Node.js {} + npm ws (bench/node/ws-broadcast.mjs), same frames; it only relays: no database, no checks, one thread",
+            std::process::Command::new("node")
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        );
+    }
+    let mut targets = vec![Target::Potok];
+    if reference {
+        targets.push(Target::Reference);
+    }
+    let name = |t: Target| match t {
+        Target::Potok => "Potok",
+        Target::Reference => "reference",
+    };
+    let mut results: Vec<(Target, Report)> = Vec::new();
+    for i in 1..=runs {
+        for &t in &targets {
+            let r = rt.block_on(run(t, opts, &root))?;
+            println!(
+                "run {i} {:<9}: {}/{} connected, {:.1} msg/s in ({} acked, {} refused), {:.0} deliveries/s, {:.1} % of the measured messages delivered, latency p50 {} p99 {}, {:.2} KB per idle connection, {} sockets closed, server pid {}",
+                name(t),
+                r.connected,
+                opts.clients,
+                r.sent_per_sec,
+                r.acked,
+                r.refused,
+                r.deliveries_per_sec,
+                r.delivered_fraction * 100.0,
+                fmt_ms(r.p50_ms),
+                fmt_ms(r.p99_ms),
+                r.kib_per_idle * 1.024,
+                r.closed,
+                r.server_pid,
+            );
+            if let Some(why) = &r.first_refusal {
+                println!("  first refusal: {why}");
+            }
+            results.push((t, r));
+        }
+    }
+    let med = |t: Target, f: fn(&Report) -> Option<f64>| {
+        median(
+            &results
+                .iter()
+                .filter(|(w, _)| *w == t)
+                .filter_map(|(_, r)| f(r))
+                .collect::<Vec<_>>(),
+        )
+    };
+    println!("summary (median of runs):");
+    let mut rates = Vec::new();
+    for &t in &targets {
+        let d = med(t, |r| Some(r.deliveries_per_sec));
+        rates.push(d);
+        println!(
+            "  {:<9}: {} connections, {:.1} msg/s in, {:.0} deliveries/s, latency p50 {} p99 {}, {:.2} KB per idle connection",
+            name(t),
+            med(t, |r| Some(r.connected as f64)).unwrap_or(0.0),
+            med(t, |r| Some(r.sent_per_sec)).unwrap_or(0.0),
+            d.unwrap_or(0.0),
+            fmt_ms(med(t, |r| r.p50_ms)),
+            fmt_ms(med(t, |r| r.p99_ms)),
+            med(t, |r| Some(r.kib_per_idle * 1.024)).unwrap_or(0.0),
+        );
+    }
+    println!(
+        "  targets for Potok: >= 500000 deliveries/s with 10000 connections, p99 <= 100 ms, <= 8 KB per idle connection, >= 2x the reference"
+    );
+    if let [Some(p), Some(r)] = rates[..] {
+        println!("  ratio Potok/reference (deliveries/s): {:.2}x", p / r);
+    }
+    Ok(())
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} ms"))
 }
 
 fn ladder_bench(seconds: u32, runs: usize) -> anyhow::Result<()> {
