@@ -556,13 +556,32 @@ async fn modes_limits_and_filters() {
     assert_eq!((s, ch["followers"].clone()), (200, json!(1)));
     assert_eq!(cp.say(&erin, "alice", "hello").await.0, 201);
     // Emote-only and unique chat.
-    set(json!({"emote_only": true})).await;
+    set(json!({"emote_only": true, "emotes": ["potokHype"]})).await;
     let frank = cp.account("frank", "viewer").await;
     assert_eq!(
         code(&cp.say(&frank, "alice", "words").await.1),
         "MESSAGE_BLOCKED"
     );
+    assert_eq!(
+        code(&cp.say(&frank, "alice", ":unknown:").await.1),
+        "MESSAGE_BLOCKED"
+    );
     assert_eq!(cp.say(&frank, "alice", "🔥🔥").await.0, 201);
+    let (s, m) = cp.say(&frank, "alice", ":potokHype: 🔥").await;
+    assert_eq!(
+        (s, m["content"]["emojis"][0].as_str()),
+        (201, Some("potokHype")),
+        "{m}"
+    );
+    let (s, _) = cp
+        .call(
+            "PUT",
+            "/api/v1/chat/alice/settings",
+            Some(&alice),
+            Some(json!({"emotes": ["no spaces"]})),
+        )
+        .await;
+    assert_eq!(s, 422);
     set(json!({"unique_chat": true})).await;
     let gina = cp.account("gina", "viewer").await;
     assert_eq!(

@@ -119,6 +119,9 @@ pub struct ChatSettings {
     pub blocked_terms: Vec<String>,
     /// The pinned message.
     pub pinned_message_id: Option<String>,
+    /// The channel's custom emotes, used as `:code:` (letters, digits, `_`; 1-32 each).
+    #[schema(max_items = 200, value_type = Vec<crate::api::Bounded<1, 32>>)]
+    pub emotes: Vec<String>,
     /// AutoMod: 0 off; 1-4 hold more and more suspicious messages (insults, hostility,
     /// shouting, repetition, mass mentions) until a moderator allows or denies them.
     #[schema(minimum = 0, maximum = 4)]

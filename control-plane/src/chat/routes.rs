@@ -394,6 +394,14 @@ pub(crate) async fn update_settings(
     {
         c.add("followers_only_minutes", "must be 0-525600");
     }
+    if new.emotes.len() > 200
+        || new.emotes.iter().any(|e| {
+            !(1..=32).contains(&e.len())
+                || !e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+    {
+        c.add("emotes", "at most 200 codes of 1-32 letters, digits or '_'");
+    }
     if !(0..=4).contains(&new.automod_level) {
         c.add("automod_level", "must be 0-4");
     }

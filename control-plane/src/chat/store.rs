@@ -185,7 +185,7 @@ impl Chat {
     ) -> Result<(String, ChatSettings), ApiError> {
         let r = sqlx::query(
             "SELECT owner_id, slow_secs, followers_only_minutes, subscribers_only, emote_only, unique_chat, \
-             min_account_age_secs, links_allowed, link_allow_list, blocked_terms, pinned_message_id, automod_level \
+             min_account_age_secs, links_allowed, link_allow_list, blocked_terms, pinned_message_id, automod_level, emotes \
              FROM chat_rooms WHERE room = $1",
         )
         .bind(room)
@@ -205,6 +205,7 @@ impl Chat {
             blocked_terms: json_list(&r.try_get::<String, _>(9).map_err(db_err)?),
             pinned_message_id: r.try_get::<Option<String>, _>(10).map_err(db_err)?,
             automod_level: g(11)?,
+            emotes: json_list(&r.try_get::<String, _>(12).map_err(db_err)?),
         };
         Ok((r.try_get::<String, _>(0).map_err(db_err)?, settings))
     }
@@ -863,7 +864,7 @@ impl Chat {
                 ));
             }
         }
-        if settings.emote_only && !filter::emote_only(text, &[]) {
+        if settings.emote_only && !filter::emote_only(text, &settings.emotes) {
             return Err(refuse(
                 StreamingErrorCode::MessageBlocked,
                 "emote-only chat",
@@ -1207,7 +1208,7 @@ impl Chat {
         sqlx::query(
             "UPDATE chat_rooms SET slow_secs = $1, followers_only_minutes = $2, subscribers_only = $3, emote_only = $4, \
              unique_chat = $5, min_account_age_secs = $6, links_allowed = $7, link_allow_list = $8, blocked_terms = $9, \
-             pinned_message_id = $10, automod_level = $11 WHERE room = $12",
+             pinned_message_id = $10, automod_level = $11, emotes = $12 WHERE room = $13",
         )
         .bind(new.slow_secs)
         .bind(new.followers_only_minutes)
@@ -1220,6 +1221,7 @@ impl Chat {
         .bind(to_json(&new.blocked_terms))
         .bind(&new.pinned_message_id)
         .bind(new.automod_level)
+        .bind(to_json(&new.emotes))
         .bind(room)
         .execute(&mut *tx)
         .await
