@@ -144,9 +144,13 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
     )
     .await?;
     let retention = app.chat.clone();
+    let (presence_hub, presence_db) = (Arc::clone(&app.hub), app.db.clone());
     Ok(server
         .with_task("node-sweeper", None, move |shutdown| {
             scheduler::sweep(app, shutdown)
+        })
+        .with_task("presence", None, move |shutdown| {
+            presence_hub.keep_presence(presence_db, shutdown)
         })
         .with_task("chat-retention", None, move |shutdown| async move {
             let mut every = tokio::time::interval(Duration::from_secs(600));
@@ -177,7 +181,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         chat::routes::add_role, chat::routes::remove_role, chat::routes::settings,
         chat::routes::update_settings, chat::routes::clear, chat::routes::modlog,
         chat::routes::channel, chat::routes::follow, chat::routes::unfollow,
-        chat::routes::held, chat::routes::decide_held, chat::routes::report, chat::routes::reports,
+        chat::routes::presence, chat::routes::held, chat::routes::decide_held, chat::routes::report, chat::routes::reports,
         chat::routes::resolve_report, chat::routes::add_reaction, chat::routes::remove_reaction,
         realtime::gateway::realtime,
         notifications::list, notifications::mark_read, notifications::outbox, notifications::ack,
@@ -305,6 +309,7 @@ fn routes(app: App) -> Router {
         .route("/api/v1/chat/{room}/clear", post(chat::routes::clear))
         .route("/api/v1/chat/{room}/modlog", get(chat::routes::modlog))
         .route("/api/v1/chat/{room}/held", get(chat::routes::held))
+        .route("/api/v1/chat/{room}/presence", get(chat::routes::presence))
         .route(
             "/api/v1/chat/{room}/held/{id}",
             post(chat::routes::decide_held),

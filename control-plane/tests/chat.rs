@@ -713,6 +713,16 @@ async fn replicas_on_postgres_and_nats_deliver_in_one_order() {
     on_a.subscribe("alice", None).await;
     let mut on_b = b.ws(Some(&bob)).await;
     on_b.subscribe("alice", None).await;
+    // Presence counts the sockets of both replicas.
+    for cp in [&a, &b] {
+        wait_for(Duration::from_secs(10), async || {
+            cp.call("GET", "/api/v1/chat/alice/presence", None, None)
+                .await
+                .1["present"]
+                == 2
+        })
+        .await;
+    }
     // Both write at once through different replicas.
     let writers = [
         tokio::spawn({
@@ -746,6 +756,13 @@ async fn replicas_on_postgres_and_nats_deliver_in_one_order() {
     assert_eq!(offsets, (1..=40).collect::<Vec<_>>());
     // Bob moves to replica A after missing three messages sent through B.
     drop(on_b);
+    wait_for(Duration::from_secs(10), async || {
+        a.call("GET", "/api/v1/chat/alice/presence", None, None)
+            .await
+            .1["present"]
+            == 1
+    })
+    .await;
     for t in ["x", "y", "z"] {
         assert_eq!(b.say(&alice, "alice", t).await.0, 201);
     }

@@ -120,7 +120,7 @@ pub struct ChatSettings {
     /// The pinned message.
     pub pinned_message_id: Option<String>,
     /// The channel's custom emotes, used as `:code:` (letters, digits, `_`; 1-32 each).
-    #[schema(max_items = 200, value_type = Vec<crate::api::Bounded<1, 32>>)]
+    #[schema(max_items = 200, value_type = Vec<EmoteCode>)]
     pub emotes: Vec<String>,
     /// AutoMod: 0 off; 1-4 hold more and more suspicious messages (insults, hostility,
     /// shouting, repetition, mass mentions) until a moderator allows or denies them.
@@ -128,6 +128,20 @@ pub struct ChatSettings {
     #[serde(deserialize_with = "crate::api::whole")]
     pub automod_level: i64,
 }
+
+/// An emote code as the OpenAPI document describes it (bodies carry plain strings).
+pub(crate) struct EmoteCode;
+
+impl utoipa::PartialSchema for EmoteCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Za-z0-9_]{1,32}$"))
+            .into()
+    }
+}
+
+impl ToSchema for EmoteCode {}
 
 /// What became of a sent message.
 #[derive(Clone, Debug, PartialEq)]

@@ -646,3 +646,25 @@ pub(crate) async fn remove_reaction(
         app.chat.react(&user, &room, &id, &emoji, false).await?,
     ))
 }
+
+/// How many are in a room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Presence {
+    /// Open sockets subscribed to the room, on every control-plane replica (refreshed every
+    /// second; a replica silent for a minute no longer counts).
+    present: i64,
+}
+
+/// Who is in a room now (the seed's join/leave presence counts).
+#[utoipa::path(get, path = "/api/v1/chat/{room}/presence", tag = "chat", operation_id = "get_chat_presence",
+    params(("room" = String, Path, description = "The channel's name")),
+    responses((status = 200, body = Presence), (status = 404, body = ApiError)))]
+pub(crate) async fn presence(
+    State(app): State<App>,
+    Path(room): Path<String>,
+) -> Result<Json<Presence>, ApiError> {
+    app.chat.ensure_room(&room).await?;
+    Ok(Json(Presence {
+        present: app.hub.presence(&app.db, &super::channel_of(&room)).await?,
+    }))
+}

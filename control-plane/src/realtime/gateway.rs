@@ -401,7 +401,7 @@ impl Socket {
         }
         // The snapshot up to the offset now; live events past it follow in order.
         let logs = self.hub.logs();
-        let present = self.hub.present(&channel);
+        let present = self.hub.presence(&self.app.db, &channel).await?;
         let (offset, frame) = match since {
             Some(since) => {
                 let last = logs.last_seq(&channel).await?;

@@ -58,7 +58,14 @@ pub(crate) struct Hub {
     bus: Arc<dyn Bus>,
     metrics: CpMetrics,
     next_id: AtomicU64,
+    /// This replica's id in the `presence` table.
+    replica: String,
+    /// Channels whose socket count changed since the last presence flush.
+    changed: Mutex<std::collections::HashSet<String>>,
 }
+
+/// A replica that has not refreshed its presence rows for this long is gone.
+const PRESENCE_STALE_MS: i64 = 60_000;
 
 impl Hub {
     pub(crate) fn new(logs: Arc<Logs>, bus: Arc<dyn Bus>, metrics: CpMetrics) -> Arc<Self> {
@@ -68,7 +75,97 @@ impl Hub {
             bus,
             metrics,
             next_id: AtomicU64::new(1),
+            replica: crate::secrets::new_id(),
+            changed: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    fn touched(&self, channel: &str) {
+        let mut c = self
+            .changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.len() < 100_000 {
+            c.insert(channel.to_owned());
+        }
+    }
+
+    /// Writes this replica's socket counts into the `presence` table: changed channels every
+    /// second, every row again every 20 s (so other replicas know it is alive), and removes
+    /// rows of replicas gone silent. Runs until `shutdown`, then removes this replica's rows.
+    pub(crate) async fn keep_presence(
+        self: Arc<Self>,
+        db: crate::db::Db,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            let refresh_all = n.is_multiple_of(20);
+            let channels: Vec<String> = if refresh_all {
+                self.rooms().keys().cloned().collect()
+            } else {
+                self.changed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .drain()
+                    .collect()
+            };
+            if let Err(e) = self.flush_presence(&db, &channels, refresh_all).await {
+                tracing::debug!(error = %e, "presence not written");
+            }
+        }
+        let _ = sqlx::query("DELETE FROM presence WHERE replica = $1")
+            .bind(&self.replica)
+            .execute(db.pool())
+            .await;
+    }
+
+    async fn flush_presence(
+        &self,
+        db: &crate::db::Db,
+        channels: &[String],
+        refresh_all: bool,
+    ) -> Result<(), sqlx::Error> {
+        let now = crate::model::now_ms();
+        for channel in channels {
+            let count = self.present(channel) as i64;
+            if count == 0 {
+                sqlx::query("DELETE FROM presence WHERE replica = $1 AND channel = $2")
+                    .bind(&self.replica)
+                    .bind(channel)
+                    .execute(db.pool())
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO presence (replica, channel, sockets, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (replica, channel) DO UPDATE SET sockets = $3, updated_at = $4",
+                )
+                .bind(&self.replica)
+                .bind(channel)
+                .bind(count)
+                .bind(now)
+                .execute(db.pool())
+                .await?;
+            }
+        }
+        if refresh_all {
+            sqlx::query("UPDATE presence SET updated_at = $1 WHERE replica = $2")
+                .bind(now)
+                .bind(&self.replica)
+                .execute(db.pool())
+                .await?;
+            sqlx::query("DELETE FROM presence WHERE updated_at < $1")
+                .bind(now - PRESENCE_STALE_MS)
+                .execute(db.pool())
+                .await?;
+        }
+        Ok(())
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
@@ -101,6 +198,8 @@ impl Hub {
             let mut rooms = self.rooms();
             if let Some(r) = rooms.get_mut(room) {
                 r.subs.insert(id, sub);
+                drop(rooms);
+                self.touched(room);
                 return Ok(());
             }
         }
@@ -116,6 +215,8 @@ impl Hub {
         if let Some(r) = rooms.get_mut(room) {
             // Another socket got here first; its subscription serves both.
             r.subs.insert(id, sub);
+            drop(rooms);
+            self.touched(room);
             return Ok(());
         }
         let hub = Arc::clone(self);
@@ -139,11 +240,14 @@ impl Hub {
                 task: Some(task.abort_handle()),
             },
         );
+        drop(rooms);
+        self.touched(room);
         Ok(())
     }
 
     /// Removes socket `id` from `room`; the room's subscription ends with its last socket.
     pub(crate) fn leave(&self, room: &str, id: u64) {
+        self.touched(room);
         let mut rooms = self.rooms();
         if let Some(r) = rooms.get_mut(room) {
             r.subs.remove(&id);
@@ -154,6 +258,26 @@ impl Hub {
                 rooms.remove(room);
             }
         }
+    }
+
+    /// Sockets in `channel` on every replica (as last written, at most a second old for
+    /// this one), at least this replica's own count.
+    pub(crate) async fn presence(
+        &self,
+        db: &crate::db::Db,
+        channel: &str,
+    ) -> Result<i64, crate::error::ApiError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(sockets), 0) AS BIGINT) FROM presence \
+             WHERE channel = $1 AND replica <> $2 AND updated_at > $3",
+        )
+        .bind(channel)
+        .bind(&self.replica)
+        .bind(crate::model::now_ms() - PRESENCE_STALE_MS)
+        .fetch_one(db.pool())
+        .await
+        .map_err(|e| crate::error::ApiError::from(crate::db::RepoError::Db(e)))?;
+        Ok(n + self.present(channel) as i64)
     }
 
     /// Sockets in `room` on this replica (presence).
@@ -240,8 +364,13 @@ impl Hub {
                 gone.push(*id);
             }
         }
+        let any_gone = !gone.is_empty();
         for id in gone {
             room.subs.remove(&id);
+        }
+        drop(rooms);
+        if any_gone {
+            self.touched(&s.channel);
         }
         self.metrics.realtime_delivered.inc_by(delivered);
         self.metrics
