@@ -81,7 +81,8 @@ pub struct Report {
     pub deliveries_per_sec: f64,
     /// Of the messages sent in the window: deliveries seen / (receivers x messages).
     pub delivered_fraction: f64,
-    /// Send-to-receive latency of the messages sent in the window, milliseconds.
+    /// Send-to-receive latency of the messages sent in the window, milliseconds; messages not
+    /// delivered within 5 s after sending stopped count as infinitely late.
     pub p50_ms: Option<f64>,
     /// 99th percentile.
     pub p99_ms: Option<f64>,
@@ -294,9 +295,11 @@ impl Histogram {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
-    /// The `p`-th percentile in milliseconds (the middle of its bucket).
-    fn percentile_ms(&self, p: f64) -> Option<f64> {
-        let total = self.count();
+    /// The `p`-th percentile in milliseconds (the middle of its bucket) over `total` samples,
+    /// where those not recorded (not delivered) count as later than any recorded:
+    /// infinite when the rank falls among them.
+    fn percentile_ms(&self, p: f64, total: u64) -> Option<f64> {
+        let total = total.max(self.count());
         if total == 0 {
             return None;
         }
@@ -310,7 +313,7 @@ impl Histogram {
                 return Some((lo + hi) / 2.0 / 1000.0);
             }
         }
-        None
+        Some(f64::INFINITY)
     }
 }
 
@@ -647,8 +650,8 @@ pub async fn run(target: Target, opts: &Options, root: &Path) -> anyhow::Result<
         first_refusal: refusal,
         deliveries_per_sec: tally.in_window.load(Ordering::Relaxed) as f64 / seconds,
         delivered_fraction: tally.latency.count() as f64 / expected.max(1) as f64,
-        p50_ms: tally.latency.percentile_ms(50.0),
-        p99_ms: tally.latency.percentile_ms(99.0),
+        p50_ms: tally.latency.percentile_ms(50.0, expected),
+        p99_ms: tally.latency.percentile_ms(99.0, expected),
         kib_per_idle: (rss_idle - rss_before) / connected as f64,
         closed: tally.closed.load(Ordering::Relaxed),
         server_pid: server.pid,
@@ -671,8 +674,10 @@ mod tests {
         for us in 1..=1000 {
             h.record(us * 100);
         }
-        let p50 = h.percentile_ms(50.0).unwrap_or(0.0);
+        let p50 = h.percentile_ms(50.0, 1000).unwrap_or(0.0);
         assert!((p50 - 50.0).abs() < 1.0, "{p50}");
+        // Half never arrived: the median is among them.
+        assert_eq!(h.percentile_ms(50.0, 2001), Some(f64::INFINITY));
     }
 
     #[test]

@@ -388,7 +388,11 @@ fn chat_bench(
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} ms"))
+    match v {
+        None => "n/a".to_owned(),
+        Some(v) if v.is_infinite() => "not delivered 5 s after sending stopped".to_owned(),
+        Some(v) => format!("{v:.1} ms"),
+    }
 }
 
 fn ladder_bench(seconds: u32, runs: usize) -> anyhow::Result<()> {
