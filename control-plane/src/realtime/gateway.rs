@@ -122,8 +122,13 @@ pub(crate) async fn realtime(
         return refused("too many sockets from this address");
     };
     let max = cfg.max_frame_bytes as usize;
+    // Small buffers: an idle socket keeps its read buffer (tungstenite fills it to capacity)
+    // and its write buffer; frames are at most `max_frame_bytes` and writes are batched per
+    // flush, so 4 KiB each is enough.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
         .on_upgrade(move |socket| async move {
             let _slot = slot;
             app.metrics.realtime_connections.inc();
@@ -185,7 +190,7 @@ struct Socket {
 /// Per-channel delivery state in the writer.
 struct Delivery {
     offset: Option<i64>,
-    waiting: Vec<(i64, Arc<str>)>,
+    waiting: Vec<(i64, Utf8Bytes)>,
 }
 
 impl Socket {
@@ -463,16 +468,43 @@ impl Socket {
     }
 }
 
+/// Per-channel delivery state in the writer, found by a linear search (a socket has at most
+/// 32 channels).
+type Channels = Vec<(Arc<str>, Delivery)>;
+
+fn delivery<'a>(channels: &'a mut Channels, channel: &Arc<str>) -> &'a mut Delivery {
+    let i = match channels
+        .iter()
+        .position(|(c, _)| Arc::ptr_eq(c, channel) || **c == **channel)
+    {
+        Some(i) => i,
+        None => {
+            channels.push((
+                Arc::clone(channel),
+                Delivery {
+                    offset: None,
+                    waiting: Vec::new(),
+                },
+            ));
+            channels.len() - 1
+        }
+    };
+    &mut channels[i].1
+}
+
+/// Most queued frames written before one flush (one `send` system call for a backlog instead
+/// of one per frame).
+const BATCH: usize = 64;
+
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Out>,
     mut killed: watch::Receiver<Option<(u16, &'static str)>>,
     max_waiting: usize,
 ) {
-    let mut channels: HashMap<Arc<str>, Delivery> = HashMap::new();
+    let mut channels: Channels = Vec::new();
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
-    let send = |m: &str| Message::Text(Utf8Bytes::from(m));
     loop {
         let out = tokio::select! {
             biased;
@@ -481,7 +513,7 @@ async fn write_loop(
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
                     // Whatever was queued before the close (an error frame with the reason).
                     while let Ok(Out::Frame(f)) = rx.try_recv() {
-                        if sink.send(send(&f)).await.is_err() { return; }
+                        if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() { return; }
                     }
                     let _ = sink.send(Message::Close(Some(CloseFrame {
                         code,
@@ -499,63 +531,89 @@ async fn write_loop(
                 return;
             } },
         };
-        let result = match out {
-            Out::Frame(f) => sink.send(send(&f)).await,
-            Out::Left { channel, frame } => {
-                channels.remove(&channel);
-                sink.send(send(&frame)).await
-            }
-            Out::Ready {
-                channel,
-                offset,
-                frame,
-            } => {
-                let d = channels.entry(Arc::clone(&channel)).or_insert(Delivery {
-                    offset: None,
-                    waiting: Vec::new(),
-                });
-                d.offset = Some(offset);
-                let waiting = std::mem::take(&mut d.waiting);
-                let mut r = sink.send(send(&frame)).await;
-                for (seq, f) in waiting {
-                    if r.is_ok() && seq > offset {
-                        r = sink.send(send(&f)).await;
-                        if let Some(d) = channels.get_mut(&channel) {
-                            d.offset = Some(seq);
-                        }
+        // This item and whatever else is queued already, then one flush.
+        if feed(&mut sink, &mut channels, out, max_waiting)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for _ in 1..BATCH {
+            match rx.try_recv() {
+                Ok(out) => {
+                    if feed(&mut sink, &mut channels, out, max_waiting)
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                 }
-                r
+                Err(_) => break,
             }
-            Out::Event {
-                channel,
-                seq,
-                frame,
-            } => {
-                let d = channels.entry(channel).or_insert(Delivery {
-                    offset: None,
-                    waiting: Vec::new(),
-                });
-                match d.offset {
-                    None => {
-                        if d.waiting.len() >= max_waiting {
-                            return; // slow before it even started
-                        }
-                        d.waiting.push((seq, frame));
-                        Ok(())
-                    }
-                    Some(o) if seq <= o => Ok(()),
-                    Some(_) => {
-                        d.offset = Some(seq);
-                        sink.send(send(&frame)).await
-                    }
-                }
-            }
-        };
-        if result.is_err() {
+        }
+        if sink.flush().await.is_err() {
             return;
         }
     }
+}
+
+/// Hands one item to the socket's buffer (written at the next flush, or when the buffer is
+/// full). `Err` ends the socket.
+async fn feed(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    channels: &mut Channels,
+    out: Out,
+    max_waiting: usize,
+) -> Result<(), ()> {
+    let text = |f: Utf8Bytes| Message::Text(f);
+    let r = match out {
+        Out::Frame(f) => sink.feed(text(Utf8Bytes::from(f))).await,
+        Out::Left { channel, frame } => {
+            channels.retain(|(c, _)| **c != *channel);
+            sink.feed(text(Utf8Bytes::from(frame))).await
+        }
+        Out::Ready {
+            channel,
+            offset,
+            frame,
+        } => {
+            let d = delivery(channels, &channel);
+            d.offset = Some(offset);
+            let waiting = std::mem::take(&mut d.waiting);
+            let mut r = sink.feed(text(Utf8Bytes::from(frame))).await;
+            let mut last = offset;
+            for (seq, f) in waiting {
+                if r.is_ok() && seq > last {
+                    r = sink.feed(text(f)).await;
+                    last = seq;
+                }
+            }
+            delivery(channels, &channel).offset = Some(last);
+            r
+        }
+        Out::Event {
+            channel,
+            seq,
+            frame,
+        } => {
+            let d = delivery(channels, &channel);
+            match d.offset {
+                None => {
+                    if d.waiting.len() >= max_waiting {
+                        return Err(()); // slow before it even started
+                    }
+                    d.waiting.push((seq, frame));
+                    Ok(())
+                }
+                Some(o) if seq <= o => Ok(()),
+                Some(_) => {
+                    d.offset = Some(seq);
+                    sink.feed(text(frame)).await
+                }
+            }
+        }
+    };
+    r.map_err(|_| ())
 }
 
 #[cfg(test)]

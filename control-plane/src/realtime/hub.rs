@@ -22,7 +22,8 @@ pub(crate) enum Out {
     Event {
         channel: Arc<str>,
         seq: i64,
-        frame: Arc<str>,
+        /// The frame, shared by every socket of the channel (cloning it copies no bytes).
+        frame: axum::extract::ws::Utf8Bytes,
     },
     /// The subscription's snapshot is sent: deliver events after `offset` from now on.
     Ready {
@@ -312,7 +313,7 @@ impl Hub {
     fn deliver(&self, s: &Envelope) {
         let started = std::time::Instant::now();
         let channel: Arc<str> = Arc::from(s.channel.as_str());
-        let frame: Arc<str> = Arc::from(
+        let frame = axum::extract::ws::Utf8Bytes::from(
             serde_json::json!({
                 "type": "event",
                 "channel": &*channel,
@@ -338,7 +339,7 @@ impl Hub {
             match sub.tx.try_send(Out::Event {
                 channel: Arc::clone(&channel),
                 seq: s.seq,
-                frame: Arc::clone(&frame),
+                frame: frame.clone(),
             }) {
                 Ok(()) => delivered += 1,
                 Err(_) => {
