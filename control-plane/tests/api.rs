@@ -5,99 +5,24 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use potok_config::{Config, Role, Secret};
-use potok_service::{Metrics, RoleContext};
+use potok_config::Config;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "test-cluster-secret-0123";
+use common::{Cp, SECRET};
 
-struct Cp {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    metrics: Metrics,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// A control plane with quick heartbeats (the scheduling tests wait for dead nodes).
 async fn start(tune: impl FnOnce(&mut Config)) -> Cp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.node.data_dir = dir.path().to_path_buf();
-    config.control_plane.listen = "127.0.0.1:0".parse().unwrap();
-    config.control_plane.heartbeat_interval = "200ms".parse().unwrap();
-    config.control_plane.node_timeout = "1s".parse().unwrap();
-    config.cluster.secret = Some(Secret::new(SECRET));
-    tune(&mut config);
-    config.validate(&[Role::ControlPlane]).unwrap();
-    let ctx = RoleContext {
-        metrics: Metrics::new(),
-        shutdown: CancellationToken::new(),
-        readiness_timeout: Duration::from_secs(2),
-    };
-    let server = potok_control_plane::bind(&config, &ctx).await.unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run(ctx.shutdown.clone()));
-    Cp {
-        addr,
-        shutdown: ctx.shutdown,
-        metrics: ctx.metrics,
-        _dir: dir,
-    }
+    common::start(|c| {
+        c.control_plane.heartbeat_interval = "200ms".parse().unwrap();
+        c.control_plane.node_timeout = "1s".parse().unwrap();
+        tune(c);
+    })
+    .await
 }
 
 impl Cp {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let resp = tokio::time::timeout(
-            Duration::from_secs(20),
-            client.request(req.body(body).unwrap()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, v)
-    }
-
     async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         self.call("GET", path, token, None).await
     }

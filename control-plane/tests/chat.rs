@@ -11,85 +11,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use potok_config::{Config, Role, Secret};
-use potok_service::{Metrics, RoleContext};
+use potok_config::Config;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
-struct Cp {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(tune: impl FnOnce(&mut Config)) -> Cp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.node.data_dir = dir.path().to_path_buf();
-    config.control_plane.listen = "127.0.0.1:0".parse().unwrap();
-    config.cluster.secret = Some(Secret::new("chat-test-cluster-secret"));
-    tune(&mut config);
-    config.validate(&[Role::ControlPlane]).unwrap();
-    let ctx = RoleContext {
-        metrics: Metrics::new(),
-        shutdown: CancellationToken::new(),
-        readiness_timeout: Duration::from_secs(2),
-    };
-    let server = potok_control_plane::bind(&config, &ctx).await.unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run(ctx.shutdown.clone()));
-    Cp {
-        addr,
-        shutdown: ctx.shutdown,
-        _dir: dir,
-    }
-}
+use common::{Cp, SECRET, start};
 
 impl Cp {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let resp = tokio::time::timeout(
-            Duration::from_secs(20),
-            client.request(req.body(body).unwrap()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v)
-    }
-
     async fn account(&self, name: &str, role: &str) -> String {
         let (s, u) = self
             .call(
@@ -1016,7 +947,7 @@ async fn notifications_arrive_live_resume_and_reach_the_outbox() {
         .await;
     assert_eq!(list["unread"], 1);
     // The outbox: every notification until acknowledged (cluster secret).
-    let secret = "chat-test-cluster-secret";
+    let secret = SECRET;
     assert_eq!(
         cp.call("GET", "/api/v1/cluster/notifications/outbox", None, None)
             .await

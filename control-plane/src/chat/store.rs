@@ -289,6 +289,26 @@ impl Chat {
         Ok(s)
     }
 
+    /// A message's text, trimmed: 1 to `max_message_chars` characters, no control
+    /// characters but line feeds.
+    fn check_text<'t>(&self, text: &'t str) -> Result<&'t str, ApiError> {
+        let text = text.trim();
+        let chars = text.chars().count();
+        if chars == 0 || chars > self.cfg.max_message_chars as usize {
+            return Err(ApiError::new(
+                StreamingErrorCode::ValidationFailed,
+                format!("a message is 1-{} characters", self.cfg.max_message_chars),
+            ));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(ApiError::new(
+                StreamingErrorCode::ValidationFailed,
+                "a message may not contain control characters",
+            ));
+        }
+        Ok(text)
+    }
+
     /// The seed's `sendMessage` / `sendChatMessage`: every check, then the message.
     pub(crate) async fn send(&self, user: &User, room: &str, text: &str) -> Result<Sent, ApiError> {
         let result = self.send_checked(user, room, text).await;
@@ -305,20 +325,7 @@ impl Chat {
     }
 
     async fn send_checked(&self, user: &User, room: &str, text: &str) -> Result<Sent, ApiError> {
-        let text = text.trim();
-        let chars = text.chars().count();
-        if chars == 0 || chars > self.cfg.max_message_chars as usize {
-            return Err(ApiError::new(
-                StreamingErrorCode::ValidationFailed,
-                format!("a message is 1-{} characters", self.cfg.max_message_chars),
-            ));
-        }
-        if text.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(ApiError::new(
-                StreamingErrorCode::ValidationFailed,
-                "a message may not contain control characters",
-            ));
-        }
+        let text = self.check_text(text)?;
         let (mut tx, seq) = self.begin(room).await?;
         let (owner, settings) = self.settings_in(&mut tx, room).await?;
         if let Some(until) = self.sanction_in(&mut tx, room, &user.id).await? {
@@ -390,18 +397,7 @@ impl Chat {
         if !privileged {
             self.modes(&mut tx, room, user, &settings, text, &fp, standing)
                 .await?;
-            let room_terms = settings.blocked_terms.iter().map(String::as_str);
-            if filter::blocked_term(
-                text,
-                filter::DEFAULT_BLOCKED.iter().copied().chain(room_terms),
-            )
-            .is_some()
-            {
-                return Err(refuse(
-                    StreamingErrorCode::MessageBlocked,
-                    "the message contains a blocked term",
-                ));
-            }
+            no_blocked_terms(text, &settings)?;
         }
         let links = filter::links(text);
         if standing < Standing::Vip
@@ -964,14 +960,7 @@ impl Chat {
         id: &str,
         text: &str,
     ) -> Result<ChatMessage, ApiError> {
-        let text = text.trim();
-        let chars = text.chars().count();
-        if chars == 0 || chars > self.cfg.max_message_chars as usize {
-            return Err(ApiError::new(
-                StreamingErrorCode::ValidationFailed,
-                format!("a message is 1-{} characters", self.cfg.max_message_chars),
-            ));
-        }
+        let text = self.check_text(text)?;
         let (mut tx, seq) = self.begin(room).await?;
         let Some(mut m) = self.message_in(&mut tx, id).await? else {
             return Err(ApiError::not_found("message"));
@@ -992,18 +981,7 @@ impl Chat {
         let (owner, settings) = self.settings_in(&mut tx, room).await?;
         let standing = self.standing_in(&mut tx, room, &owner, user).await?;
         if standing < Standing::Moderator {
-            let room_terms = settings.blocked_terms.iter().map(String::as_str);
-            if filter::blocked_term(
-                text,
-                filter::DEFAULT_BLOCKED.iter().copied().chain(room_terms),
-            )
-            .is_some()
-            {
-                return Err(refuse(
-                    StreamingErrorCode::MessageBlocked,
-                    "the message contains a blocked term",
-                ));
-            }
+            no_blocked_terms(text, &settings)?;
         }
         m.content.text = text.to_owned();
         m.content.links = filter::links(text);
@@ -1388,6 +1366,21 @@ impl Chat {
                 .map_err(db_err)?;
         }
         Ok(())
+    }
+}
+
+/// Refuses a text with a built-in or the room's blocked term.
+fn no_blocked_terms(text: &str, settings: &ChatSettings) -> Result<(), ApiError> {
+    let room_terms = settings.blocked_terms.iter().map(String::as_str);
+    match filter::blocked_term(
+        text,
+        filter::DEFAULT_BLOCKED.iter().copied().chain(room_terms),
+    ) {
+        Some(_) => Err(refuse(
+            StreamingErrorCode::MessageBlocked,
+            "the message contains a blocked term",
+        )),
+        None => Ok(()),
     }
 }
 

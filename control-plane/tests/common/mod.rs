@@ -1,6 +1,6 @@
 //! Test databases: a fresh SQLite file, or a fresh PostgreSQL database created on the
 //! machine's server (`POTOK_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`)
-//! and dropped afterwards.
+//! and dropped afterwards; and a control plane over real HTTP ([`start`], [`Cp`]).
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
@@ -83,5 +83,97 @@ pub async fn drop_postgres(name: &str) {
         )))
         .execute(&mut conn)
         .await;
+    }
+}
+
+// ---- the control plane over real HTTP, shared by the API, chat and schemathesis tests ----
+
+/// The cluster secret of the test control planes.
+pub const SECRET: &str = "test-cluster-secret-0123";
+
+/// A control plane serving on 127.0.0.1:0, stopped when dropped.
+pub struct Cp {
+    pub addr: std::net::SocketAddr,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub metrics: potok_service::Metrics,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts a control plane on SQLite in a temporary directory (or what `tune` says).
+pub async fn start(tune: impl FnOnce(&mut potok_config::Config)) -> Cp {
+    use potok_config::{Config, Role, Secret};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.node.data_dir = dir.path().to_path_buf();
+    config.control_plane.listen = "127.0.0.1:0".parse().unwrap();
+    config.cluster.secret = Some(Secret::new(SECRET));
+    tune(&mut config);
+    config.validate(&[Role::ControlPlane]).unwrap();
+    let ctx = potok_service::RoleContext {
+        metrics: potok_service::Metrics::new(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        readiness_timeout: std::time::Duration::from_secs(2),
+    };
+    let server = potok_control_plane::bind(&config, &ctx).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run(ctx.shutdown.clone()));
+    Cp {
+        addr,
+        shutdown: ctx.shutdown,
+        metrics: ctx.metrics,
+        _dir: dir,
+    }
+}
+
+impl Cp {
+    /// `method path` with an optional bearer token and JSON body: (status, JSON or the text).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Full};
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            client.request(req.body(body).unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into())
+            })
+        };
+        (status, v)
     }
 }
