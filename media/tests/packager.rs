@@ -7,32 +7,12 @@
 use std::io::Cursor;
 
 use bytes::Bytes;
-use potok_media::aac::AacConfig;
-use potok_media::avc::AvcConfig;
 use potok_media::frame::{AccessUnit, CodecConfig, TIMEBASE, TrackKind, ms_to_ticks};
 use potok_media::packager::{Continuation, Packager, PackagerConfig, PackagerEvent, Part};
 use proptest::prelude::*;
 
-/// x264's SPS and PPS for 1280x720 High profile.
-const SPS: [u8; 26] = [
-    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
-    0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
-];
-const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-
-fn avc() -> CodecConfig {
-    let mut r = vec![1, SPS[1], SPS[2], SPS[3], 0xff, 0xe1];
-    r.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
-    r.extend_from_slice(&SPS);
-    r.push(1);
-    r.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
-    r.extend_from_slice(&PPS);
-    CodecConfig::Avc(AvcConfig::parse(Bytes::from(r)).unwrap())
-}
-
-fn aac() -> CodecConfig {
-    CodecConfig::Aac(AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).unwrap())
-}
+mod fixtures;
+use fixtures::{aac, avc};
 
 const PART: u32 = 18_000;
 const SEGMENT: u32 = 180_000;

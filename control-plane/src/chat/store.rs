@@ -444,10 +444,16 @@ impl Chat {
             }
         }
         let message = self.compose(user, room, seq, text, now).await?;
+        self.post(tx, message).await.map(Sent::Posted)
+    }
+
+    /// Stores a composed message and its event, commits, publishes, tells the mentioned.
+    async fn post(&self, mut tx: Tx, message: ChatMessage) -> Result<ChatMessage, ApiError> {
         self.insert_message(&mut tx, &message).await?;
+        let (room, seq) = (message.room_id.clone(), message.seq);
         self.finish(
             tx,
-            room,
+            &room,
             seq,
             ChatEvent::Message {
                 message: message.clone(),
@@ -455,7 +461,7 @@ impl Chat {
         )
         .await?;
         self.notify_mentions(&message).await;
-        Ok(Sent::Posted(message))
+        Ok(message)
     }
 
     /// Tells the users a message mentions (not its author).
@@ -624,17 +630,7 @@ impl Chat {
             created_at: 0,
         };
         let message = self.compose(&author, room, seq, &text, now_ms()).await?;
-        self.insert_message(&mut tx, &message).await?;
-        self.finish(
-            tx,
-            room,
-            seq,
-            ChatEvent::Message {
-                message: message.clone(),
-            },
-        )
-        .await?;
-        Ok(Some(message))
+        self.post(tx, message).await.map(Some)
     }
 
     /// A user reports a message to the room's moderators (once per message).
