@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use potok_config::Config;
 use serde_json::{Value, json};
 
-use common::{Cp, SECRET};
+use common::{Cp, SECRET, code, wait_for};
 
 /// A control plane with quick heartbeats (the scheduling tests wait for dead nodes).
 async fn start(tune: impl FnOnce(&mut Config)) -> Cp {
@@ -30,31 +30,6 @@ impl Cp {
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         self.call("POST", path, token, Some(body)).await
     }
-
-    /// Creates a user and logs in; returns (user, token).
-    async fn account(&self, name: &str, role: &str, admin: Option<&str>) -> (Value, String) {
-        let (s, user) = self
-            .post(
-                "/api/v1/users",
-                admin,
-                json!({"username": name, "password": "a long password", "role": role}),
-            )
-            .await;
-        assert_eq!(s, 201, "{user}");
-        let (s, session) = self
-            .post(
-                "/api/v1/sessions",
-                None,
-                json!({"username": name, "password": "a long password"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{session}");
-        (user, session["token"].as_str().unwrap().to_owned())
-    }
-}
-
-fn code(v: &Value) -> &str {
-    v["code"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -413,17 +388,6 @@ fn origin(name: &str, max_streams: u32) -> Value {
         "rtmp_url": format!("rtmp://{name}:1935/live"), "srt_url": format!("srt://{name}:9000"),
         "max_streams": max_streams,
     })
-}
-
-async fn wait_for(limit: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -18,31 +18,9 @@ use potok_config::Config;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{Cp, SECRET, start};
+use common::{Cp, SECRET, code, start, wait_for};
 
 impl Cp {
-    async fn account(&self, name: &str, role: &str) -> String {
-        let (s, u) = self
-            .call(
-                "POST",
-                "/api/v1/users",
-                None,
-                Some(json!({"username": name, "password": "a long password", "role": role})),
-            )
-            .await;
-        assert!(s == 201 || s == 409, "{u}");
-        let (s, session) = self
-            .call(
-                "POST",
-                "/api/v1/sessions",
-                None,
-                Some(json!({"username": name, "password": "a long password"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{session}");
-        session["token"].as_str().unwrap().to_owned()
-    }
-
     async fn say(&self, token: &str, room: &str, text: &str) -> (u16, Value) {
         self.call(
             "POST",
@@ -139,26 +117,11 @@ impl Ws {
     }
 }
 
-fn code(v: &Value) -> &str {
-    v["code"].as_str().unwrap_or_default()
-}
-
-async fn wait_for(limit: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn two_clients_chat_and_a_reconnect_resumes_from_its_offset() {
     let cp = start(|_| {}).await;
-    let alice = cp.account("alice", "streamer").await;
-    let bob = cp.account("bob", "viewer").await;
+    let alice = cp.account("alice", "streamer", None).await.1;
+    let bob = cp.account("bob", "viewer", None).await.1;
     cp.say(&alice, "alice", "welcome to the stream").await;
 
     let mut a = cp.ws(Some(&alice)).await;
@@ -286,9 +249,9 @@ async fn two_clients_chat_and_a_reconnect_resumes_from_its_offset() {
 #[tokio::test]
 async fn moderation_bans_timeouts_and_roles() {
     let cp = start(|_| {}).await;
-    let alice = cp.account("alice", "streamer").await;
-    let bob = cp.account("bob", "viewer").await;
-    let carol = cp.account("carol", "viewer").await;
+    let alice = cp.account("alice", "streamer", None).await.1;
+    let bob = cp.account("bob", "viewer", None).await.1;
+    let carol = cp.account("carol", "viewer", None).await.1;
     let mut b = cp.ws(Some(&bob)).await;
     b.subscribe("alice", None).await;
     let mut c = cp.ws(Some(&carol)).await;
@@ -419,8 +382,8 @@ async fn moderation_bans_timeouts_and_roles() {
 #[tokio::test]
 async fn modes_limits_and_filters() {
     let cp = start(|c| c.control_plane.chat.user_messages_per_30s = 5).await;
-    let alice = cp.account("alice", "streamer").await;
-    let bob = cp.account("bob", "viewer").await;
+    let alice = cp.account("alice", "streamer", None).await.1;
+    let bob = cp.account("bob", "viewer", None).await.1;
     let set = async |s: Value| {
         let (st, v) = cp
             .call("PUT", "/api/v1/chat/alice/settings", Some(&alice), Some(s))
@@ -437,7 +400,7 @@ async fn modes_limits_and_filters() {
     for i in 0..7 {
         assert_eq!(cp.say(&alice, "alice", &format!("owner {i}")).await.0, 201);
     }
-    let carol = cp.account("carol", "viewer").await;
+    let carol = cp.account("carol", "viewer", None).await.1;
     // Duplicates, even respelled.
     assert_eq!(cp.say(&carol, "alice", "gg wp").await.0, 201);
     let (s, e) = cp.say(&carol, "alice", "GG  wp").await;
@@ -457,7 +420,7 @@ async fn modes_limits_and_filters() {
     let (s, e) = cp.say(&carol, "alice", "what the fuuuck").await;
     assert_eq!((s, code(&e)), (422, "MESSAGE_BLOCKED"), "{e}");
     // Links: refused unless allowed.
-    let dave = cp.account("dave", "viewer").await;
+    let dave = cp.account("dave", "viewer", None).await.1;
     let (s, e) = cp.say(&dave, "alice", "see https://evil.example/x").await;
     assert_eq!((s, code(&e)), (422, "MESSAGE_BLOCKED"));
     set(json!({"link_allow_list": ["youtube.com"]})).await;
@@ -478,7 +441,7 @@ async fn modes_limits_and_filters() {
     );
     // Followers-only: follow first.
     set(json!({"followers_only_minutes": 0})).await;
-    let erin = cp.account("erin", "viewer").await;
+    let erin = cp.account("erin", "viewer", None).await.1;
     let (s, e) = cp.say(&erin, "alice", "hello").await;
     assert_eq!((s, code(&e)), (422, "MESSAGE_BLOCKED"));
     let (s, ch) = cp
@@ -488,7 +451,7 @@ async fn modes_limits_and_filters() {
     assert_eq!(cp.say(&erin, "alice", "hello").await.0, 201);
     // Emote-only and unique chat.
     set(json!({"emote_only": true, "emotes": ["potokHype"]})).await;
-    let frank = cp.account("frank", "viewer").await;
+    let frank = cp.account("frank", "viewer", None).await.1;
     assert_eq!(
         code(&cp.say(&frank, "alice", "words").await.1),
         "MESSAGE_BLOCKED"
@@ -514,14 +477,14 @@ async fn modes_limits_and_filters() {
         .await;
     assert_eq!(s, 422);
     set(json!({"unique_chat": true})).await;
-    let gina = cp.account("gina", "viewer").await;
+    let gina = cp.account("gina", "viewer", None).await.1;
     assert_eq!(
         code(&cp.say(&gina, "alice", "gg wp").await.1),
         "MESSAGE_BLOCKED"
     );
     // Minimum account age.
     set(json!({"min_account_age_secs": 3600})).await;
-    let hank = cp.account("hank", "viewer").await;
+    let hank = cp.account("hank", "viewer", None).await.1;
     assert_eq!(
         code(&cp.say(&hank, "alice", "first!").await.1),
         "MESSAGE_BLOCKED"
@@ -549,7 +512,7 @@ async fn bad_input_on_the_socket_gets_a_reason_and_never_a_panic() {
         c.control_plane.chat.max_connections_per_address = 6;
     })
     .await;
-    let alice = cp.account("alice", "streamer").await;
+    let alice = cp.account("alice", "streamer", None).await.1;
     // Invalid JSON and unknown types: an error frame, the socket stays.
     let mut w = cp.ws(Some(&alice)).await;
     w.0.send(Message::Text("{not json".into())).await.unwrap();
@@ -638,8 +601,8 @@ async fn replicas_on_postgres_and_nats_deliver_in_one_order() {
     };
     let a = start(tune).await;
     let b = start(tune).await;
-    let alice = a.account("alice", "streamer").await;
-    let bob = b.account("bob", "viewer").await;
+    let alice = a.account("alice", "streamer", None).await.1;
+    let bob = b.account("bob", "viewer", None).await.1;
     let mut on_a = a.ws(Some(&alice)).await;
     on_a.subscribe("alice", None).await;
     let mut on_b = b.ws(Some(&bob)).await;
@@ -723,9 +686,9 @@ async fn say_many(addr: SocketAddr, token: &str, prefix: &str) {
 #[tokio::test]
 async fn automod_holds_reports_and_reactions() {
     let cp = start(|_| {}).await;
-    let alice = cp.account("alice", "streamer").await;
-    let bob = cp.account("bob", "viewer").await;
-    let carol = cp.account("carol", "viewer").await;
+    let alice = cp.account("alice", "streamer", None).await.1;
+    let bob = cp.account("bob", "viewer", None).await.1;
+    let carol = cp.account("carol", "viewer", None).await.1;
     let mut watcher = cp.ws(Some(&carol)).await;
     watcher.subscribe("alice", None).await;
     let (s, _) = cp
@@ -880,8 +843,8 @@ async fn automod_holds_reports_and_reactions() {
 #[tokio::test]
 async fn notifications_arrive_live_resume_and_reach_the_outbox() {
     let cp = start(|_| {}).await;
-    let alice = cp.account("alice", "streamer").await;
-    let bob = cp.account("bob", "viewer").await;
+    let alice = cp.account("alice", "streamer", None).await.1;
+    let bob = cp.account("bob", "viewer", None).await.1;
     let mut feed = cp.ws(Some(&alice)).await;
     let sub = feed.subscribe_to("user:me", None).await;
     let me = sub["channel"].as_str().unwrap().to_owned();

@@ -176,4 +176,50 @@ impl Cp {
         };
         (status, v)
     }
+
+    /// Signs `name` up with `role` (as `admin` when given) and logs in: (the user, a token).
+    pub async fn account(
+        &self,
+        name: &str,
+        role: &str,
+        admin: Option<&str>,
+    ) -> (serde_json::Value, String) {
+        let password = "a long password";
+        let (s, user) = self
+            .call(
+                "POST",
+                "/api/v1/users",
+                admin,
+                Some(serde_json::json!({"username": name, "password": password, "role": role})),
+            )
+            .await;
+        assert_eq!(s, 201, "{user}");
+        let (s, session) = self
+            .call(
+                "POST",
+                "/api/v1/sessions",
+                None,
+                Some(serde_json::json!({"username": name, "password": password})),
+            )
+            .await;
+        assert_eq!(s, 201, "{session}");
+        (user, session["token"].as_str().unwrap().to_owned())
+    }
+}
+
+/// The error code of an API error body.
+pub fn code(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap_or_default()
+}
+
+/// Polls `ok` every 50 ms until it holds; fails after `limit`.
+pub async fn wait_for(limit: std::time::Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ok().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
