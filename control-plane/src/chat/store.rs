@@ -120,20 +120,26 @@ impl Chat {
     /// Begins a write on `room`: takes its next sequence number (and with it the room's
     /// write lock). `NotFound` when the room does not exist.
     async fn begin(&self, room: &str) -> Result<(Tx, i64), ApiError> {
-        self.ensure_room(room).await?;
-        let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(
-            "UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE room = $1 RETURNING last_seq",
-        )
-        .bind(room)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let seq: i64 = match row {
-            Some(r) => r.try_get(0).map_err(db_err)?,
-            None => return Err(ApiError::not_found("chat room")),
-        };
-        Ok((tx, seq))
+        for first in [true, false] {
+            let mut tx = self.db.begin_write().await?;
+            let row = sqlx::query(
+                "UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE room = $1 RETURNING last_seq",
+            )
+            .bind(room)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            match row {
+                Some(r) => return Ok((tx, r.try_get(0).map_err(db_err)?)),
+                // The room's first write: make it (or learn it cannot exist) and try again.
+                None if first => {
+                    tx.rollback().await.map_err(db_err)?;
+                    self.ensure_room(room).await?;
+                }
+                None => break,
+            }
+        }
+        Err(ApiError::not_found("chat room"))
     }
 
     /// Writes the event, commits and publishes it.
@@ -210,10 +216,15 @@ impl Chat {
         Ok((r.try_get::<String, _>(0).map_err(db_err)?, settings))
     }
 
+    /// A read-only transaction (no write lock) for the `*_in` look-ups.
+    async fn begin_read(&self) -> Result<Tx, ApiError> {
+        self.db.pool().begin().await.map_err(db_err)
+    }
+
     /// A room's settings.
     pub(crate) async fn settings(&self, room: &str) -> Result<ChatSettings, ApiError> {
         self.ensure_room(room).await?;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_read().await?;
         let (_, s) = self.settings_in(&mut tx, room).await?;
         tx.rollback().await.map_err(db_err)?;
         Ok(s)
@@ -249,7 +260,7 @@ impl Chat {
     /// Who `user` is in `room`.
     pub(crate) async fn standing(&self, room: &str, user: &User) -> Result<Standing, ApiError> {
         self.ensure_room(room).await?;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_read().await?;
         let (owner, _) = self.settings_in(&mut tx, room).await?;
         let s = self.standing_in(&mut tx, room, &owner, user).await?;
         tx.rollback().await.map_err(db_err)?;
@@ -283,7 +294,7 @@ impl Chat {
         room: &str,
         user_id: &str,
     ) -> Result<Option<Option<i64>>, ApiError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_read().await?;
         let s = self.sanction_in(&mut tx, room, user_id).await?;
         tx.rollback().await.map_err(db_err)?;
         Ok(s)
@@ -395,7 +406,7 @@ impl Chat {
             ));
         }
         if !privileged {
-            self.modes(&mut tx, room, user, &settings, text, &fp, standing)
+            self.modes(&mut tx, room, &owner, user, &settings, text, &fp, standing)
                 .await?;
             no_blocked_terms(text, &settings)?;
         }
@@ -810,6 +821,7 @@ impl Chat {
         &self,
         tx: &mut Tx,
         room: &str,
+        owner_id: &str,
         user: &User,
         settings: &ChatSettings,
         text: &str,
@@ -835,17 +847,11 @@ impl Chat {
             ));
         }
         if let Some(minutes) = settings.followers_only_minutes {
-            let owner: (String,) =
-                sqlx::query_as("SELECT owner_id FROM chat_rooms WHERE room = $1")
-                    .bind(room)
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(db_err)?;
             let since: Option<(i64,)> = sqlx::query_as(
                 "SELECT created_at FROM follows WHERE follower_id = $1 AND channel_id = $2",
             )
             .bind(&user.id)
-            .bind(&owner.0)
+            .bind(owner_id)
             .fetch_optional(&mut **tx)
             .await
             .map_err(db_err)?;
