@@ -184,11 +184,9 @@ pub(crate) async fn moderate(
 ) -> Result<StatusCode, ApiError> {
     let author = app
         .chat
-        .history(&room, 500)
+        .message(&room, &id)
         .await?
-        .0
-        .into_iter()
-        .find(|m| m.id == id)
+        .filter(|m| !m.is_moderated)
         .map(|m| m.user_id);
     let reason = req.reason.unwrap_or_default();
     match req.action {

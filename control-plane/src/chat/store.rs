@@ -897,6 +897,18 @@ impl Chat {
         row.map(|r| message_from(&r)).transpose()
     }
 
+    /// A message of `room` by id (removed ones too: see `is_moderated`).
+    pub(crate) async fn message(
+        &self,
+        room: &str,
+        id: &str,
+    ) -> Result<Option<ChatMessage>, ApiError> {
+        let mut tx = self.begin_read().await?;
+        let m = self.message_in(&mut tx, id).await?;
+        tx.rollback().await.map_err(db_err)?;
+        Ok(m.filter(|m| m.room_id == room))
+    }
+
     /// The seed's `deleteMessage` (its author or the room's moderators).
     pub(crate) async fn delete(
         &self,
