@@ -65,7 +65,8 @@ pub(crate) struct App {
     pub(crate) chat: Arc<chat::store::Chat>,
     pub(crate) notifications: Arc<notifications::Notifications>,
     pub(crate) hub: Arc<realtime::hub::Hub>,
-    pub(crate) sockets: Arc<realtime::gateway::Addresses>,
+    /// WebSocket connections per client address (`chat.max_connections_per_address`).
+    pub(crate) sockets: potok_service::http::PerAddress,
     pub(crate) metrics: metrics::CpMetrics,
 }
 
@@ -114,7 +115,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         hub: realtime::hub::Hub::new(logs, bus, metrics.clone()),
         chat,
         notifications,
-        sockets: Arc::default(),
+        sockets: potok_service::http::PerAddress::new(cp.chat.max_connections_per_address as usize),
         db: db.clone(),
         cluster_secret: config.cluster.secret.clone(),
         heartbeat: cp.heartbeat_interval.get(),

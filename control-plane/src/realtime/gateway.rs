@@ -7,9 +7,8 @@
 //! consumer, never slowing the room), the browser's `Origin` checked against the API's own
 //! host or `chat.allowed_origins`.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -28,47 +27,6 @@ use crate::chat::store::MAX_REPLAY;
 use crate::error::{ApiError, StreamingErrorCode};
 use crate::model::User;
 use crate::secrets::hash_secret;
-
-/// Sockets per address, shared by the gateway's handlers.
-#[derive(Default)]
-pub(crate) struct Addresses(Mutex<HashMap<IpAddr, u32>>);
-
-struct AddressSlot {
-    table: Arc<Addresses>,
-    ip: IpAddr,
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut t = self
-            .table
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = t.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                t.remove(&self.ip);
-            }
-        }
-    }
-}
-
-fn take_slot(table: &Arc<Addresses>, ip: IpAddr, max: u32) -> Option<AddressSlot> {
-    let mut t = table
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let n = t.entry(ip).or_insert(0);
-    if *n >= max {
-        return None;
-    }
-    *n += 1;
-    Some(AddressSlot {
-        table: Arc::clone(table),
-        ip,
-    })
-}
 
 fn refused(why: &str) -> Response {
     ApiError::new(StreamingErrorCode::ChatConnectionFailed, why).into_response()
@@ -118,7 +76,7 @@ pub(crate) async fn realtime(
         },
         None => None,
     };
-    let Some(slot) = take_slot(&app.sockets, peer.ip(), cfg.max_connections_per_address) else {
+    let Some(slot) = app.sockets.try_take(peer.ip()) else {
         return refused("too many sockets from this address");
     };
     let max = cfg.max_frame_bytes as usize;
