@@ -526,19 +526,13 @@ async fn rungs_publish_each_part_right_after_the_source() {
     // Without B-frames in the source, a rung's part is complete as soon as the source's
     // last picture of it is decoded: the rung announces each picture to its packager when
     // it starts encoding it (LadderSink::next_picture), so no encode is waited for.
-    let zerolatency = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "60",
-        "-pix_fmt",
-        "yuv420p",
-    ];
-    check_skew("source without B-frames", &zerolatency, 10.0, 25.0).await;
+    check_skew(
+        "source without B-frames",
+        &common::X264_ZEROLATENCY,
+        10.0,
+        25.0,
+    )
+    .await;
     // With x264's default B-frames the decoder holds two pictures back for reordering:
     // a rung cannot have a picture before it is decoded, so it trails by about two frame
     // intervals (67 ms at 30 fps), still well under a part.

@@ -191,6 +191,20 @@ pub async fn wait_ok(url: &str, limit: Duration) -> Got {
     }
 }
 
+/// x264 as OBS users set it up for low latency: no B-frames, a keyframe every 2 s at 30 fps.
+pub const X264_ZEROLATENCY: [&str; 10] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "60",
+    "-pix_fmt",
+    "yuv420p",
+];
+
 /// An ffmpeg publisher; killed on drop.
 pub struct Publisher(pub Child);
 
@@ -202,19 +216,7 @@ impl Publisher {
 
     /// The same in container `format` (`mpegts` for SRT).
     pub fn start_as(url: &str, size: &str, seconds: u32, format: &str) -> Publisher {
-        let video = [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "60",
-            "-pix_fmt",
-            "yuv420p",
-        ];
-        Self::start_encoded(url, size, seconds, format, &video)
+        Self::start_encoded(url, size, seconds, format, &X264_ZEROLATENCY)
     }
 
     /// The same with other video encoder arguments (e.g. libx265).
