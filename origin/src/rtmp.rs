@@ -707,6 +707,26 @@ pub(crate) mod guard {
             }
         }
 
+        proptest::proptest! {
+            /// Any bytes, cut anywhere: the guard answers or refuses, never panics, and what
+            /// it keeps stays bounded (header bytes, SetChunkSize bytes, chunk streams).
+            #[test]
+            fn arbitrary_bytes_never_panic_and_state_stays_bounded(
+                pieces in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..40)
+            ) {
+                let mut g = ChunkGuard::new();
+                for piece in &pieces {
+                    if g.feed(piece).is_err() {
+                        break;
+                    }
+                    proptest::prop_assert!(g.head.len() <= 18);
+                    proptest::prop_assert!(g.set_chunk.len() <= 4);
+                    proptest::prop_assert!(g.headers.len() <= MAX_CHUNK_STREAMS);
+                    proptest::prop_assert!(g.have <= g.max);
+                }
+            }
+        }
+
         #[test]
         fn follows_a_real_chunk_stream_through_chunk_size_changes_and_split_messages() {
             let mut ser = ChunkSerializer::new();
