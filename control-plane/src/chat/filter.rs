@@ -338,6 +338,20 @@ mod tests {
         assert!(blocked_term("скрипт для застрахуй", DEFAULT_BLOCKED.iter().copied()).is_none());
     }
 
+    proptest::proptest! {
+        /// Any text (chat text is untrusted): every check answers, none panics.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,600}", term in "\\PC{0,40}") {
+            let _ = skeleton(&text);
+            let _ = blocked_term(&text, [term.as_str()].into_iter().chain(DEFAULT_BLOCKED.iter().copied()));
+            let _ = links(&text);
+            let _ = mentions(&text);
+            let _ = emote_only(&text, &[term.clone()]);
+            let _ = suspicion(&text);
+            proptest::prop_assert!(fingerprint(&text).len() <= text.len() * 4 + 4);
+        }
+    }
+
     #[test]
     fn suspicion_scores() {
         assert_eq!(suspicion("good game everyone").0, 0);
