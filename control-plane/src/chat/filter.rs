@@ -346,7 +346,7 @@ mod tests {
             let _ = blocked_term(&text, [term.as_str()].into_iter().chain(DEFAULT_BLOCKED.iter().copied()));
             let _ = links(&text);
             let _ = mentions(&text);
-            let _ = emote_only(&text, &[term.clone()]);
+            let _ = emote_only(&text, std::slice::from_ref(&term));
             let _ = suspicion(&text);
             proptest::prop_assert!(fingerprint(&text).len() <= text.len() * 4 + 4);
         }
