@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod load;
+mod payments;
 mod secret;
 mod units;
 mod validate;
@@ -24,6 +25,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use load::{ConfigError, ENV_PREFIX, FieldError, load, load_str};
+pub use payments::{
+    CurrencyLimits, FraudConfig, IpNet, PaymentProvider, PaymentsConfig, RevenueShares,
+    YooKassaConfig,
+};
 pub use secret::{DatabaseUrl, REDACTED, Secret};
 pub use units::{ByteSize, HumanDuration, ListenAddr};
 
@@ -80,6 +85,33 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Who may read `/metrics`.
     pub metrics: MetricsConfig,
+    /// The web pages the control plane serves.
+    pub web: WebConfig,
+}
+
+/// The web pages (directory, watch pages, dashboard, overlays) the control plane serves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Whether the control plane serves the pages at all (the API is served either way).
+    pub enabled: bool,
+    /// Base URL viewers' players fetch playlists from (`https://edge.potok.example`), when the
+    /// edge is on another host. Unset: `http://node.public_host` with `edge.listen`'s port.
+    pub edge_url: Option<String>,
+    /// Language for visitors whose `Accept-Language` names neither Russian nor English:
+    /// `ru` or `en`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub default_language: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            edge_url: None,
+            default_language: "ru".into(),
+        }
+    }
 }
 
 /// Access to `/metrics`, which names every stream (private ones too) and counts logins.
@@ -603,6 +635,8 @@ pub struct ControlPlaneConfig {
     pub password_hash_queue: u32,
     /// Chat and the real-time (WebSocket) gateway.
     pub chat: ChatConfig,
+    /// Donations: the payment provider, shares, limits and fraud rules.
+    pub payments: PaymentsConfig,
 }
 
 /// Chat rooms and the WebSocket gateway (`/api/v1/realtime`).
@@ -672,6 +706,7 @@ impl Default for ControlPlaneConfig {
             password_hash_concurrency: 0,
             password_hash_queue: 64,
             chat: ChatConfig::default(),
+            payments: PaymentsConfig::default(),
         }
     }
 }

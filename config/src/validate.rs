@@ -408,8 +408,30 @@ impl Config {
                     "must be at least 1",
                 );
             }
+            for (path, message) in cp.payments.problems() {
+                v.add(&format!("control_plane.payments.{path}"), message);
+            }
         }
 
+        if let Some(url) = &self.web.edge_url
+            && !url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            })
+        {
+            v.add(
+                "web.edge_url",
+                format!("expected a URL like \"https://edge.potok.example\", got {url:?}"),
+            );
+        }
+        if !matches!(self.web.default_language.as_str(), "ru" | "en") {
+            v.add(
+                "web.default_language",
+                format!(
+                    "expected \"ru\" or \"en\", got {:?}",
+                    self.web.default_language
+                ),
+            );
+        }
         if let Some(secret) = &self.cluster.secret
             && secret.expose().chars().count() < 16
         {

@@ -135,7 +135,12 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         let db = db.clone();
         async move { db.ping().await.map_err(|e| e.to_string()) }
     })];
-    let router = role_router(Role::ControlPlane, routes(app.clone()), checks, ctx);
+    let router = role_router(
+        Role::ControlPlane,
+        routes(app.clone()).merge(potok_web::router(config)),
+        checks,
+        ctx,
+    );
     let server = RoleServer::bind(
         Role::ControlPlane,
         "control_plane.listen",
