@@ -182,6 +182,29 @@ impl<const MIN: usize, const MAX: usize> ToSchema for Bounded<MIN, MAX> {
     }
 }
 
+/// A line of text as the OpenAPI document describes list items: `MIN`-`MAX` characters, not
+/// blank, no control characters (what the payments area's text checks accept).
+pub(crate) struct Text<const MIN: usize, const MAX: usize>;
+
+impl<const MIN: usize, const MAX: usize> utoipa::PartialSchema for Text<MIN, MAX> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(MIN))
+            .max_length(Some(MAX))
+            .pattern(Some(
+                "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$",
+            ))
+            .into()
+    }
+}
+
+impl<const MIN: usize, const MAX: usize> ToSchema for Text<MIN, MAX> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(format!("Text{MIN}to{MAX}"))
+    }
+}
+
 /// A stream tag.
 pub(crate) type Tag = Bounded<1, 32>;
 

@@ -130,6 +130,11 @@ impl Db {
         &self.pool
     }
 
+    /// Whether this is the embedded SQLite database (PostgreSQL otherwise).
+    pub(crate) fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

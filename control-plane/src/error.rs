@@ -46,6 +46,13 @@ pub enum StreamingErrorCode {
     /// The real-time connection was refused or dropped (seed code): origin, limits, a slow
     /// reader.
     ChatConnectionFailed,
+    /// The payment could not be made or the provider refused it (seed code).
+    PaymentFailed,
+    /// A donation limit or velocity rule refused the donation (seed code); the message
+    /// says which.
+    DonationLimitExceeded,
+    /// A payout could not be made (seed code): balance, minimum, the provider.
+    WithdrawalFailed,
     /// Something broke on our side.
     Internal,
 }
@@ -59,6 +66,9 @@ impl StreamingErrorCode {
             C::Unauthorized => StatusCode::UNAUTHORIZED,
             C::Forbidden | C::StreamKeyInvalid | C::UserBanned => StatusCode::FORBIDDEN,
             C::MessageBlocked => StatusCode::UNPROCESSABLE_ENTITY,
+            C::DonationLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            C::WithdrawalFailed => StatusCode::CONFLICT,
+            C::PaymentFailed => StatusCode::PAYMENT_REQUIRED,
             C::ChatConnectionFailed => StatusCode::BAD_REQUEST,
             C::NotFound => StatusCode::NOT_FOUND,
             C::Conflict | C::StreamAlreadyLive => StatusCode::CONFLICT,

@@ -20,6 +20,7 @@ mod limits;
 mod metrics;
 pub mod model;
 mod notifications;
+pub mod payments;
 mod realtime;
 mod scheduler;
 mod secrets;
@@ -51,6 +52,9 @@ pub enum StartError {
     /// The bus (NATS) could not be reached.
     #[error("control_plane.chat.nats_url: {0}")]
     Bus(String),
+    /// The payment provider could not be set up.
+    #[error("control_plane.payments: {0}")]
+    Payments(String),
 }
 
 /// What every handler shares.
@@ -64,6 +68,7 @@ pub(crate) struct App {
     pub(crate) hasher: Arc<hashing::Hasher>,
     pub(crate) chat: Arc<chat::store::Chat>,
     pub(crate) notifications: Arc<notifications::Notifications>,
+    pub(crate) payments: Arc<payments::Payments>,
     pub(crate) hub: Arc<realtime::hub::Hub>,
     /// WebSocket connections per client address (`chat.max_connections_per_address`).
     pub(crate) sockets: potok_service::http::PerAddress,
@@ -107,14 +112,37 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         Arc::clone(&notifications),
         metrics.clone(),
     ));
+    let public_url = match &cp.payments.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!(
+            "http://{}:{}",
+            config.node.public_host,
+            cp.listen.get().port()
+        ),
+    };
+    let payments = Arc::new(
+        payments::Payments::new(
+            db.clone(),
+            cp.payments.clone(),
+            public_url,
+            Arc::clone(&chat),
+            Arc::clone(&notifications),
+            Arc::clone(&bus),
+            metrics.clone(),
+        )
+        .await
+        .map_err(StartError::Payments)?,
+    );
     let logs = Arc::new(realtime::Logs {
         chat: Arc::clone(&chat),
         notifications: Arc::clone(&notifications),
+        db: db.clone(),
     });
     let app = App {
         hub: realtime::hub::Hub::new(logs, bus, metrics.clone()),
         chat,
         notifications,
+        payments: Arc::clone(&payments),
         sockets: potok_service::http::PerAddress::new(cp.chat.max_connections_per_address as usize),
         db: db.clone(),
         cluster_secret: config.cluster.secret.clone(),
@@ -155,6 +183,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         .with_task("node-sweeper", None, move |shutdown| {
             scheduler::sweep(app, shutdown)
         })
+        .with_task("payments", None, move |shutdown| payments.run(shutdown))
         .with_task("presence", None, move |shutdown| {
             presence_hub.keep_presence(presence_db, shutdown)
         })
@@ -191,8 +220,24 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         chat::routes::resolve_report, chat::routes::add_reaction, chat::routes::remove_reaction,
         realtime::gateway::realtime,
         notifications::list, notifications::mark_read, notifications::outbox, notifications::ack,
+        payments::routes::send_donation, payments::routes::send_virtual_gift, payments::routes::request_song,
+        payments::routes::request_game, payments::routes::boost_message, payments::routes::highlight_moment,
+        payments::routes::get_highlights, payments::routes::get_donation_status, payments::routes::get_donation_history,
+        payments::routes::get_my_donations, payments::routes::get_donation_analytics, payments::routes::get_top_donors,
+        payments::routes::donation_options, payments::routes::refund_donation, payments::routes::handle_chargeback,
+        payments::routes::reveal_item_key, payments::routes::get_streamer_balance, payments::routes::request_streamer_payout,
+        payments::routes::reconcile_ledger, payments::routes::get_available_gifts, payments::routes::create_custom_gift,
+        payments::routes::get_catalog_items, payments::routes::create_catalog_item, payments::routes::add_item_keys,
+        payments::routes::set_donation_goal, payments::routes::create_community_goal, payments::routes::get_donation_goals,
+        payments::routes::close_donation_goal, payments::routes::get_donation_alerts, payments::routes::configure_donation_alerts,
+        payments::routes::get_donation_settings, payments::routes::update_donation_settings, payments::routes::block_suspicious_donor,
+        payments::routes::get_donation_requests, payments::routes::decide_donation_request, payments::routes::start_donation_competition,
+        payments::routes::get_donation_competition, payments::routes::handle_viewer_challenge, payments::routes::get_viewer_challenge,
+        payments::routes::decide_viewer_challenge, payments::routes::yookassa_notification, payments::routes::confirm_sandbox_payment,
+        payments::overlay::create_overlay_token, payments::overlay::list_overlay_tokens, payments::overlay::revoke_overlay_token,
+        payments::overlay::get_overlay_state,
     ),
-    components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent)),
+    components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent, payments::Donation)),
     modifiers(&Security),
 )]
 struct ApiDoc;
@@ -348,6 +393,163 @@ fn routes(app: App) -> Router {
         .route(
             "/api/v1/cluster/notifications/outbox/{id}",
             delete(notifications::ack),
+        )
+        .route(
+            "/api/v1/channels/{name}/donations",
+            get(payments::routes::get_donation_history).post(payments::routes::send_donation),
+        )
+        .route(
+            "/api/v1/channels/{name}/gifts/{gift_id}",
+            post(payments::routes::send_virtual_gift),
+        )
+        .route(
+            "/api/v1/channels/{name}/song-requests",
+            post(payments::routes::request_song),
+        )
+        .route(
+            "/api/v1/channels/{name}/game-requests",
+            post(payments::routes::request_game),
+        )
+        .route(
+            "/api/v1/chat/{room}/messages/{id}/boost",
+            post(payments::routes::boost_message),
+        )
+        .route(
+            "/api/v1/channels/{name}/highlights",
+            get(payments::routes::get_highlights).post(payments::routes::highlight_moment),
+        )
+        .route(
+            "/api/v1/donations/{id}",
+            get(payments::routes::get_donation_status),
+        )
+        .route(
+            "/api/v1/donations/{id}/refund",
+            post(payments::routes::refund_donation),
+        )
+        .route(
+            "/api/v1/donations/{id}/chargeback",
+            post(payments::routes::handle_chargeback),
+        )
+        .route(
+            "/api/v1/donations/{id}/key",
+            post(payments::routes::reveal_item_key),
+        )
+        .route(
+            "/api/v1/me/donations",
+            get(payments::routes::get_my_donations),
+        )
+        .route(
+            "/api/v1/channels/{name}/donation-analytics",
+            get(payments::routes::get_donation_analytics),
+        )
+        .route(
+            "/api/v1/channels/{name}/top-donors",
+            get(payments::routes::get_top_donors),
+        )
+        .route(
+            "/api/v1/channels/{name}/donation-options",
+            get(payments::routes::donation_options),
+        )
+        .route(
+            "/api/v1/balance",
+            get(payments::routes::get_streamer_balance),
+        )
+        .route(
+            "/api/v1/payouts",
+            post(payments::routes::request_streamer_payout),
+        )
+        .route(
+            "/api/v1/ledger/reconcile",
+            get(payments::routes::reconcile_ledger),
+        )
+        .route(
+            "/api/v1/gifts",
+            get(payments::routes::get_available_gifts).post(payments::routes::create_custom_gift),
+        )
+        .route(
+            "/api/v1/channels/{name}/items",
+            get(payments::routes::get_catalog_items),
+        )
+        .route("/api/v1/items", post(payments::routes::create_catalog_item))
+        .route(
+            "/api/v1/items/{id}/keys",
+            post(payments::routes::add_item_keys),
+        )
+        .route(
+            "/api/v1/channels/{name}/goals",
+            get(payments::routes::get_donation_goals).post(payments::routes::set_donation_goal),
+        )
+        .route(
+            "/api/v1/channels/{name}/goals/{id}",
+            delete(payments::routes::close_donation_goal),
+        )
+        .route(
+            "/api/v1/channels/{name}/community-goals",
+            post(payments::routes::create_community_goal),
+        )
+        .route(
+            "/api/v1/channels/{name}/donation-alerts",
+            get(payments::routes::get_donation_alerts)
+                .put(payments::routes::configure_donation_alerts),
+        )
+        .route(
+            "/api/v1/channels/{name}/donation-settings",
+            get(payments::routes::get_donation_settings)
+                .patch(payments::routes::update_donation_settings),
+        )
+        .route(
+            "/api/v1/channels/{name}/blocked-donors",
+            post(payments::routes::block_suspicious_donor),
+        )
+        .route(
+            "/api/v1/channels/{name}/requests",
+            get(payments::routes::get_donation_requests),
+        )
+        .route(
+            "/api/v1/channels/{name}/requests/{id}",
+            post(payments::routes::decide_donation_request),
+        )
+        .route(
+            "/api/v1/channels/{name}/competitions",
+            post(payments::routes::start_donation_competition),
+        )
+        .route(
+            "/api/v1/channels/{name}/competitions/current",
+            get(payments::routes::get_donation_competition),
+        )
+        .route(
+            "/api/v1/channels/{name}/challenges",
+            post(payments::routes::handle_viewer_challenge),
+        )
+        .route(
+            "/api/v1/channels/{name}/challenges/{id}",
+            get(payments::routes::get_viewer_challenge)
+                .post(payments::routes::decide_viewer_challenge),
+        )
+        .route(
+            "/api/v1/payments/yookassa/notifications",
+            post(payments::routes::yookassa_notification),
+        )
+        .route(
+            "/api/v1/payments/sandbox/{id}",
+            post(payments::routes::confirm_sandbox_payment),
+        )
+        .route(
+            "/api/v1/overlay-tokens",
+            get(payments::overlay::list_overlay_tokens)
+                .post(payments::overlay::create_overlay_token),
+        )
+        .route(
+            "/api/v1/overlay-tokens/{id}",
+            delete(payments::overlay::revoke_overlay_token),
+        )
+        .route(
+            "/api/v1/overlay/{token}",
+            get(payments::overlay::get_overlay_state),
+        )
+        .route(
+            "/pay/sandbox/{id}",
+            get(payments::routes::sandbox_page).post(payments::routes::sandbox_submit),
         )
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
         .with_state(app)

@@ -17,6 +17,8 @@ pub(crate) struct CpMetrics {
     pub(crate) realtime_slow: IntCounter,
     pub(crate) realtime_refused: IntCounterVec,
     pub(crate) realtime_fanout_seconds: Histogram,
+    pub(crate) donations: IntCounterVec,
+    pub(crate) webhooks: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(m: &Metrics, c: C) -> C {
@@ -117,6 +119,28 @@ impl CpMetrics {
                         "Time to queue one event to every connection of a room on this replica.",
                     )
                     .buckets(vec![0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1]),
+                )
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            donations: register(
+                m,
+                IntCounterVec::new(
+                    opts(
+                        "potok_payments_donations_total",
+                        "Donation transitions by result (started, completed, failed, refunded, charged_back, mismatch, payment_failed).",
+                    ),
+                    &["result"],
+                )
+                .unwrap_or_else(|e| unreachable!("static metric: {e}")),
+            ),
+            webhooks: register(
+                m,
+                IntCounterVec::new(
+                    opts(
+                        "potok_payments_notifications_total",
+                        "Payment provider notifications by result (credited, failed, refunded, unchanged, ignored, mismatch, forbidden, retry).",
+                    ),
+                    &["result"],
                 )
                 .unwrap_or_else(|e| unreachable!("static metric: {e}")),
             ),

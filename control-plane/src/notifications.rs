@@ -70,9 +70,43 @@ impl Notifications {
         kind: &str,
         data: Value,
     ) -> Result<(), ApiError> {
+        self.notify_keyed(user_id, kind, data, None).await
+    }
+
+    /// [`Self::notify`] once per `event_key`: a second call with the same key adds nothing
+    /// (notifications that events cause, which may be handled more than once).
+    pub(crate) async fn notify_once(
+        &self,
+        user_id: &str,
+        kind: &str,
+        data: Value,
+        event_key: &str,
+    ) -> Result<(), ApiError> {
+        self.notify_keyed(user_id, kind, data, Some(event_key))
+            .await
+    }
+
+    async fn notify_keyed(
+        &self,
+        user_id: &str,
+        kind: &str,
+        data: Value,
+        event_key: Option<&str>,
+    ) -> Result<(), ApiError> {
         let now = now_ms();
         let payload = data.to_string();
         let mut tx = self.db.begin_write().await?;
+        if let Some(key) = event_key
+            && sqlx::query("SELECT 1 FROM notifications WHERE event_key = $1")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .is_some()
+        {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(());
+        }
         let seq: i64 = sqlx::query(
             "INSERT INTO notification_counters (user_id, last_seq) VALUES ($1, 1) \
              ON CONFLICT (user_id) DO UPDATE SET last_seq = notification_counters.last_seq + 1 \
@@ -85,13 +119,14 @@ impl Notifications {
         .try_get(0)
         .map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO notifications (user_id, seq, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO notifications (user_id, seq, kind, payload, created_at, event_key) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(user_id)
         .bind(seq)
         .bind(kind)
         .bind(&payload)
         .bind(now)
+        .bind(event_key)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

@@ -1508,3 +1508,136 @@ fn message_from(r: &sqlx::any::AnyRow) -> Result<ChatMessage, ApiError> {
         reactions: Vec::new(),
     })
 }
+
+// ---- paid messages (the payments area) ----
+
+impl Chat {
+    /// The room's word filter and text rules applied to a donation's message
+    /// (moderateDonationMessage): the normalized text, or `MESSAGE_BLOCKED` with the reason.
+    pub(crate) async fn check_paid_text(&self, room: &str, text: &str) -> Result<String, ApiError> {
+        let text = self.check_text(text)?;
+        let settings = match self.settings(room).await {
+            Ok(s) => s,
+            Err(e) if e.code == StreamingErrorCode::NotFound => ChatSettings::default(),
+            Err(e) => return Err(e),
+        };
+        no_blocked_terms(text, &settings)?;
+        Ok(text.to_owned())
+    }
+
+    /// Posts a donation into the room as a highlighted message with id `id`, once: a second
+    /// call with the same id changes nothing (publishDonationToChat).
+    pub(crate) async fn post_donation(
+        &self,
+        room: &str,
+        id: &str,
+        donor: &User,
+        text: &str,
+        amount: i64,
+    ) -> Result<(), ApiError> {
+        let (mut tx, seq) = self.begin(room).await?;
+        let exists = sqlx::query("SELECT 1 FROM chat_messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if exists.is_some() {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(());
+        }
+        let mut message = self.compose(donor, room, seq, text, now_ms()).await?;
+        message.id = id.to_owned();
+        message.is_highlighted = true;
+        message.is_donation_message = true;
+        message.donation_amount = Some(amount);
+        self.insert_message(&mut tx, &message).await?;
+        sqlx::query("UPDATE chat_messages SET highlighted = 1, donation_amount = $1 WHERE id = $2")
+            .bind(amount)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        self.finish(tx, room, seq, ChatEvent::Message { message })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `message_id` is a visible message of `room`.
+    pub(crate) async fn is_visible(&self, room: &str, message_id: &str) -> Result<bool, ApiError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM chat_messages WHERE id = $1 AND room = $2 AND deleted_at IS NULL",
+        )
+        .bind(message_id)
+        .bind(room)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    /// A paid boost (boostMessage): the message is highlighted and pinned until `until`
+    /// (Unix ms); a later boost of another message takes the pin.
+    pub(crate) async fn boost(
+        &self,
+        room: &str,
+        message_id: &str,
+        until: i64,
+    ) -> Result<(), ApiError> {
+        let (mut tx, seq) = self.begin(room).await?;
+        sqlx::query("UPDATE chat_messages SET highlighted = 1 WHERE id = $1 AND room = $2")
+            .bind(message_id)
+            .bind(room)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE chat_rooms SET pinned_message_id = $1, pinned_until = $2 WHERE room = $3",
+        )
+        .bind(message_id)
+        .bind(until)
+        .bind(room)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (_, settings) = self.settings_in(&mut tx, room).await?;
+        self.finish(tx, room, seq, ChatEvent::Settings { settings })
+            .await?;
+        if let Some(message) = self.message(room, message_id).await? {
+            let (tx, seq) = self.begin(room).await?;
+            self.finish(tx, room, seq, ChatEvent::Edited { message })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Unpins boosted messages whose time is up.
+    pub(crate) async fn expire_boosts(&self) -> Result<(), ApiError> {
+        let rooms: Vec<(String,)> = sqlx::query_as(
+            "SELECT room FROM chat_rooms WHERE pinned_until IS NOT NULL AND pinned_until < $1",
+        )
+        .bind(now_ms())
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_err)?;
+        for (room,) in rooms {
+            let (mut tx, seq) = self.begin(&room).await?;
+            let r = sqlx::query(
+                "UPDATE chat_rooms SET pinned_message_id = NULL, pinned_until = NULL \
+                 WHERE room = $1 AND pinned_until IS NOT NULL AND pinned_until < $2",
+            )
+            .bind(&room)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if r.rows_affected() == 0 {
+                tx.rollback().await.map_err(db_err)?;
+                continue;
+            }
+            let (_, settings) = self.settings_in(&mut tx, &room).await?;
+            self.finish(tx, &room, seq, ChatEvent::Settings { settings })
+                .await?;
+        }
+        Ok(())
+    }
+}

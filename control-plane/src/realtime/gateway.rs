@@ -65,7 +65,7 @@ pub(crate) async fn realtime(
         }
     }
     let user = match headers
-        .get(axum::http::header::AUTHORIZATION)
+        .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
@@ -99,7 +99,10 @@ pub(crate) async fn realtime(
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Frame {
     Auth {
-        token: String,
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        overlay_token: Option<String>,
     },
     Subscribe {
         channel: String,
@@ -140,6 +143,8 @@ struct Socket {
     hub: Arc<Hub>,
     id: u64,
     user: Option<User>,
+    /// The channel an overlay token lets this socket follow (`overlay:<name>`).
+    overlay: Option<String>,
     tx: mpsc::Sender<Out>,
     kill: Arc<Kill>,
     rooms: Vec<String>,
@@ -169,6 +174,7 @@ impl Socket {
             id: app.hub.socket_id(),
             app,
             user,
+            overlay: None,
             tx,
             kill: Arc::clone(&kill),
             rooms: Vec::new(),
@@ -243,7 +249,30 @@ impl Socket {
 
     async fn handle(&mut self, frame: Frame) {
         match frame {
-            Frame::Auth { token } => {
+            Frame::Auth {
+                overlay_token: Some(t),
+                ..
+            } => {
+                let reply = match crate::payments::overlay::channel_of_token(&self.app.db, t.trim())
+                    .await
+                {
+                    Ok(Some(u)) => {
+                        let f = json!({"type": "hello", "user": null, "overlay": u.username})
+                            .to_string();
+                        self.overlay = Some(u.username);
+                        f
+                    }
+                    Ok(None) => error_frame(
+                        None,
+                        "UNAUTHORIZED",
+                        "the overlay token is unknown or revoked",
+                    ),
+                    Err(_) => error_frame(None, "INTERNAL", "the database failed"),
+                };
+                let _ = self.tx.try_send(Out::Frame(reply));
+            }
+            Frame::Auth { token, .. } => {
+                let token = token.unwrap_or_default();
                 let reply = match self.app.db.user_by_token(&hash_secret(token.trim())).await {
                     Ok(Some(u)) => {
                         let f = json!({"type": "hello", "user": u.username}).to_string();
@@ -322,11 +351,24 @@ impl Socket {
                 ));
             };
             (crate::notifications::channel_of(&u.id), None)
+        } else if let Some(name) = requested.strip_prefix("overlay:") {
+            let allowed = self.overlay.as_deref() == Some(name)
+                || self
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.username == name || u.role == crate::model::UserRole::Admin);
+            if !allowed {
+                return Err(ApiError::new(
+                    StreamingErrorCode::Unauthorized,
+                    "an overlay channel needs its overlay token (an auth frame) or its streamer",
+                ));
+            }
+            (requested.to_owned(), None)
         } else {
             let room = room_of(requested).ok_or_else(|| {
                 ApiError::new(
                     StreamingErrorCode::ValidationFailed,
-                    "channels are chat:<room> and user:me",
+                    "channels are chat:<room>, overlay:<channel> and user:me",
                 )
             })?;
             (requested.to_owned(), Some(room.to_owned()))
@@ -394,6 +436,13 @@ impl Socket {
                         last,
                         json!({"type": "subscribed", "channel": channel, "offset": last,
                         "history": history, "present": present}),
+                    )
+                }
+                None if channel.starts_with("overlay:") => {
+                    let last = logs.last_seq(&channel).await?;
+                    (
+                        last,
+                        json!({"type": "subscribed", "channel": channel, "offset": last, "present": present}),
                     )
                 }
                 None => {

@@ -412,6 +412,7 @@ mod tests {
         let metrics = CpMetrics::new(&potok_service::Metrics::new());
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
         let notifications = Arc::new(Notifications::new(db.clone(), Arc::clone(&bus)));
+        let db_for_logs = db.clone();
         let chat = Arc::new(Chat::new(
             db,
             cfg,
@@ -422,6 +423,7 @@ mod tests {
         let logs = Arc::new(Logs {
             chat: Arc::clone(&chat),
             notifications,
+            db: db_for_logs,
         });
         let hub = Hub::new(logs, bus, metrics);
         chat.ensure_room("alice").await.unwrap();

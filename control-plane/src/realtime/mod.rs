@@ -32,6 +32,8 @@ pub(crate) struct Envelope {
 pub(crate) struct Logs {
     pub(crate) chat: Arc<Chat>,
     pub(crate) notifications: Arc<Notifications>,
+    /// Overlay channels and payment events live in the payments area's tables.
+    pub(crate) db: crate::db::Db,
 }
 
 impl Logs {
@@ -40,6 +42,10 @@ impl Logs {
         match channel.split_once(':') {
             Some(("chat", room)) => self.chat.last_seq(room).await,
             Some(("user", id)) => self.notifications.last_seq(id).await,
+            Some(("overlay", channel)) => {
+                crate::payments::events::overlay_last_seq(&self.db, channel).await
+            }
+            Some(("events", "payments")) => crate::payments::events::last_seq(&self.db).await,
             _ => Err(ApiError::not_found("channel")),
         }
     }
@@ -70,6 +76,20 @@ impl Logs {
                 .iter()
                 .map(|n| crate::notifications::envelope(id, n))
                 .collect()),
+            Some(("overlay", name)) => {
+                crate::payments::events::overlay_since(&self.db, name, since, until).await
+            }
+            Some(("events", "payments")) => {
+                Ok(crate::payments::events::since(&self.db, since, until)
+                    .await?
+                    .into_iter()
+                    .map(|e| Envelope {
+                        channel: channel.to_owned(),
+                        seq: e.seq,
+                        event: e.payload,
+                    })
+                    .collect())
+            }
             _ => Err(ApiError::not_found("channel")),
         }
     }
