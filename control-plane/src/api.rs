@@ -21,14 +21,71 @@ use crate::error::{ApiError, StreamingErrorCode};
 use crate::model::{User, UserRole};
 use crate::secrets::hash_secret;
 
-/// The caller, from `Authorization: Bearer <API token>`.
+/// The session cookie the web pages sign in with (HttpOnly).
+pub(crate) const SESSION_COOKIE: &str = "potok_session";
+/// The cookie a page copies into `X-CSRF-Token` on every state-changing call.
+pub(crate) const CSRF_COOKIE: &str = "potok_csrf";
+/// The header that must repeat the CSRF cookie.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name` in the request.
+pub(crate) fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    cookie_in(&parts.headers, name)
+}
+
+/// [`cookie`] from headers.
+pub(crate) fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The API token of a request: `Authorization: Bearer`, or the session cookie. A call that
+/// changes something with the cookie must repeat the CSRF cookie in `X-CSRF-Token` (a page
+/// of another site can make the browser send the cookie, but cannot read it to copy it).
+pub(crate) fn credentials(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    if let Some(t) = bearer(parts) {
+        return Ok(Some(t));
+    }
+    let Some(session) = cookie(parts, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        let header = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let expected = cookie(parts, CSRF_COOKIE).unwrap_or("");
+        if expected.is_empty()
+            || !crate::secrets::constant_time_eq(header.as_bytes(), expected.as_bytes())
+        {
+            return Err(ApiError::forbidden(
+                "a signed-in page must send X-CSRF-Token with the value of the potok_csrf cookie",
+            ));
+        }
+    }
+    Ok(Some(session))
+}
+
+/// The caller, from `Authorization: Bearer <API token>` or the session cookie.
 pub(crate) struct Caller(pub(crate) User);
 
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let token = credentials(parts)?.ok_or_else(ApiError::unauthorized)?;
         match app.db.user_by_token(&hash_secret(token)).await? {
             Some(user) => Ok(Caller(user)),
             None => Err(ApiError::new(
@@ -46,7 +103,7 @@ impl FromRequestParts<App> for MaybeCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        if bearer(parts).is_none() {
+        if credentials(parts)?.is_none() {
             return Ok(MaybeCaller(None));
         }
         Caller::from_request_parts(parts, app)

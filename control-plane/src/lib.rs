@@ -206,7 +206,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
 #[openapi(
     info(title = "Potok control plane", description = "Accounts, stream keys, streams, scheduling and the cluster's node registry. Errors are `{\"code\": StreamingErrorCode, \"message\": ...}`."),
     paths(
-        accounts::routes::create_user, accounts::routes::login, accounts::routes::me, accounts::routes::create_token, accounts::routes::list_tokens, accounts::routes::revoke_token,
+        accounts::routes::create_user, accounts::routes::login, accounts::routes::logout, accounts::routes::me, accounts::routes::create_token, accounts::routes::list_tokens, accounts::routes::revoke_token,
         accounts::routes::create_key, accounts::routes::list_keys, accounts::routes::rotate_key, accounts::routes::revoke_key,
         streams::routes::create_stream, streams::routes::list_streams, streams::routes::active_streams, streams::routes::get_stream, streams::routes::update_stream,
         streams::routes::stop_stream, streams::routes::ingest, cluster::list_nodes,
@@ -281,6 +281,7 @@ fn routes(app: App) -> Router {
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/users", post(accounts::routes::create_user))
         .route("/api/v1/sessions", post(accounts::routes::login))
+        .route("/api/v1/sessions/current", delete(accounts::routes::logout))
         .route("/api/v1/me", get(accounts::routes::me))
         .route(
             "/api/v1/tokens",

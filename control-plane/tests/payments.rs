@@ -1450,3 +1450,124 @@ async fn requests_boosts_highlights_competitions_challenges_and_chargebacks() {
     assert_eq!(balance(&cp, &alice).await, 8_500 - 5_100);
     reconcile(&cp, &admin).await;
 }
+
+#[tokio::test]
+async fn a_browser_session_is_a_cookie_and_its_changes_need_the_csrf_header() {
+    use http_body_util::BodyExt;
+    let cp = start(|_| {}).await;
+    let (_, admin) = cp.account("root", "viewer", None).await;
+    let _ = cp.account("alice", "streamer", Some(&admin)).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let send =
+        |method: &str, path: &str, cookies: &str, csrf: Option<&str>, body: Option<Value>| {
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("http://{}{path}", cp.addr));
+            if !cookies.is_empty() {
+                req = req.header("cookie", cookies);
+            }
+            if let Some(c) = csrf {
+                req = req.header("x-csrf-token", c);
+            }
+            let body = match body {
+                Some(b) => {
+                    req = req.header("content-type", "application/json");
+                    http_body_util::Full::new(bytes::Bytes::from(b.to_string()))
+                }
+                None => http_body_util::Full::new(bytes::Bytes::new()),
+            };
+            client.request(req.body(body).unwrap())
+        };
+    let res = send(
+        "POST",
+        "/api/v1/sessions",
+        "",
+        None,
+        Some(json!({"username": "alice", "password": "a long password", "cookie": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let set: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("potok_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    let csrf_cookie = set.iter().find(|c| c.starts_with("potok_csrf=")).unwrap();
+    assert!(!csrf_cookie.contains("HttpOnly"));
+    let pair = |c: &str| c.split(';').next().unwrap().to_owned();
+    let cookies = format!("{}; {}", pair(session), pair(csrf_cookie));
+    let csrf = pair(csrf_cookie).split_once('=').unwrap().1.to_owned();
+    // Reads need only the cookie.
+    let res = send("GET", "/api/v1/me", &cookies, None, None)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let me: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(me["username"], "alice");
+    // A change without the header (what another site's form would send) is refused.
+    let goal = json!({"title": "Цель", "target_amount": 10_000});
+    let res = send(
+        "POST",
+        "/api/v1/channels/alice/goals",
+        &cookies,
+        None,
+        Some(goal.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = send(
+        "POST",
+        "/api/v1/channels/alice/goals",
+        &cookies,
+        Some("csrf_wrong"),
+        Some(goal.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = send(
+        "POST",
+        "/api/v1/channels/alice/goals",
+        &cookies,
+        Some(&csrf),
+        Some(goal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    // Logging out revokes the session and clears the cookies.
+    let res = send(
+        "DELETE",
+        "/api/v1/sessions/current",
+        &cookies,
+        Some(&csrf),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("potok_session=;"))
+    );
+    let res = send("GET", "/api/v1/me", &cookies, None, None)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}

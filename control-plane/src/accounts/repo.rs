@@ -195,6 +195,18 @@ impl Db {
         .await?)
     }
 
+    /// Revokes the live token with this hash (a logout).
+    pub async fn revoke_token_value(&self, token_hash: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(token_hash)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Revokes one of a user's tokens; whether it existed.
     pub async fn revoke_token(&self, user_id: &str, id: &str) -> Result<bool> {
         let r = sqlx::query(

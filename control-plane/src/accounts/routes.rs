@@ -6,12 +6,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::App;
-use crate::api::{Body, Caller, ClientAddr, MaybeCaller, is_streamer, rate_limited, require};
+use crate::api::{
+    Body, CSRF_COOKIE, Caller, ClientAddr, MaybeCaller, SESSION_COOKIE, is_streamer, rate_limited,
+    require,
+};
 use crate::db::{KeyInfo, NewAccount, RepoError, TokenInfo};
 use crate::error::{ApiError, Check, StreamingErrorCode};
 use crate::limits::Kind;
@@ -121,6 +125,11 @@ pub(crate) struct Login {
     username: String,
     #[schema(max_length = 256)]
     password: String,
+    /// Also sign this browser in: sets the `potok_session` cookie (HttpOnly, SameSite=Lax,
+    /// Secure behind HTTPS) and the `potok_csrf` cookie whose value every state-changing
+    /// call must repeat in `X-CSRF-Token`.
+    #[serde(default)]
+    cookie: bool,
 }
 
 /// A new API token: its value is shown only in this answer.
@@ -146,7 +155,7 @@ pub(crate) async fn login(
     State(app): State<App>,
     ClientAddr(ip): ClientAddr,
     Body(req): Body<Login>,
-) -> Result<(StatusCode, Json<NewToken>), ApiError> {
+) -> Result<Response, ApiError> {
     // Counted as a failure until the password proves right.
     let Some(attempt) = app.limiter.attempt(Kind::Auth, &ip).await? else {
         app.metrics
@@ -194,7 +203,50 @@ pub(crate) async fn login(
             Some(now_ms() + SESSION_MS),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(NewToken { token, info })))
+    if !req.cookie {
+        return Ok((StatusCode::CREATED, Json(NewToken { token, info })).into_response());
+    }
+    let secure = if app.payments.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let age = SESSION_MS / 1000;
+    let session =
+        format!("{SESSION_COOKIE}={token}; Path=/; Max-Age={age}; HttpOnly; SameSite=Lax{secure}");
+    let csrf = format!(
+        "{CSRF_COOKIE}={}; Path=/; Max-Age={age}; SameSite=Strict{secure}",
+        new_secret("csrf_")
+    );
+    let mut res = (StatusCode::CREATED, Json(NewToken { token, info })).into_response();
+    for c in [session, csrf] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}
+
+/// Log out: revokes the session (the cookie's or the bearer token's) and clears the cookies.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "accounts", operation_id = "logout",
+    security(("token" = [])),
+    responses((status = 204, description = "Logged out"), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub(crate) async fn logout(
+    State(app): State<App>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let token = crate::api::credentials(&parts)?.ok_or_else(ApiError::unauthorized)?;
+    if !app.db.revoke_token_value(&hash_secret(token)).await? {
+        return Err(ApiError::unauthorized());
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0")) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
 }
 
 /// A real hash of a random password, verified against when the username is unknown.

@@ -64,11 +64,14 @@ pub(crate) async fn realtime(
             return refused("this page's origin may not open the chat socket");
         }
     }
-    let user = match headers
+    // A program sends its token; a page of this site its session cookie (the Origin check
+    // above keeps other sites' pages out).
+    let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    {
+        .or_else(|| crate::api::cookie_in(&headers, crate::api::SESSION_COOKIE));
+    let user = match token {
         Some(token) => match app.db.user_by_token(&hash_secret(token.trim())).await {
             Ok(Some(u)) => Some(u),
             Ok(None) => return ApiError::unauthorized().into_response(),
