@@ -104,6 +104,54 @@ pub fn encoders(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// `potok ledger reconcile`: opens the control plane's database (as configured) and proves
+/// every balance from the ledger's entries.
+#[allow(clippy::print_stdout)] // the report is this command's output
+pub fn ledger_reconcile(config: Option<PathBuf>) -> ExitCode {
+    let config = match load(config_path(config).as_deref(), &[Role::ControlPlane]) {
+        Ok(c) => c,
+        Err(e) => {
+            report_config_error(None, &e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("potok: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let url = potok_control_plane::database_url(&config);
+        let db = match potok_control_plane::db::Db::open(&url, 2).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("potok: control_plane.database.url: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match potok_control_plane::payments::ledger::reconcile(&db).await {
+            Ok(r) => {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                if r.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("potok: the ledger does not reconcile");
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("potok: {}", e.message);
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 /// `potok all|origin|edge|control-plane`: runs `roles` until SIGINT/SIGTERM, drains within
 /// `shutdown.drain_timeout`, exits 0; a second signal exits at once.
 pub fn run_roles(config: Option<PathBuf>, roles: &[Role]) -> ExitCode {

@@ -39,6 +39,19 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The money ledger in the control plane's database.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// Prove every balance equals the sum of its entries, every posting sums to zero and
+    /// every settled donation has its postings; prints the report as JSON, exits 1 when a
+    /// check fails.
+    Reconcile,
 }
 
 #[derive(Subcommand)]
@@ -95,5 +108,8 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check { file, role },
         } => commands::config_check(&file, role.roles()),
+        Command::Ledger {
+            action: LedgerAction::Reconcile,
+        } => commands::ledger_reconcile(cli.config),
     }
 }

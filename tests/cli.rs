@@ -53,6 +53,26 @@ fn version_prints_the_crate_version() {
 }
 
 #[test]
+fn ledger_reconcile_proves_the_configured_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let (code, out, err) = run(potok(dir.path()).args(["ledger", "reconcile"]));
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["accounts"].as_i64(), report["total"].as_i64()),
+        (Some(0), Some(0)),
+        "{out}"
+    );
+    let (code, _, err) = run(potok(dir.path()).args(["ledger", "reconcile"]).env(
+        "POTOK_CONTROL_PLANE__DATABASE__URL",
+        "postgres://nobody@127.0.0.1:1/none",
+    ));
+    assert_eq!(code, 1);
+    assert!(err.contains("control_plane.database.url"), "{err}");
+}
+
+#[test]
 fn a_bad_command_line_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = run(potok(dir.path()).arg("fly"));

@@ -260,3 +260,70 @@ async fn concurrent_donations_to_one_streamer_lose_nothing() {
     assert!(r.ok(), "{r:?}");
     assert_eq!(r.postings, 40);
 }
+
+#[tokio::test]
+async fn reconcile_finds_a_balance_an_entry_or_a_posting_that_is_off() {
+    let w = world(1).await;
+    let p = &w.payments;
+    let mut ids = Vec::new();
+    for amount in [1_000, 2_000] {
+        let req = DonationRequest {
+            amount: Some(amount),
+            ..DonationRequest::default()
+        };
+        let d = p
+            .start("s0", Some(&w.donor), "10.0.0.3", req)
+            .await
+            .unwrap();
+        let pid = p.provider_id(&d.donation.id).await.unwrap().unwrap();
+        p.sandbox
+            .as_ref()
+            .unwrap()
+            .settle(&pid, true, None)
+            .await
+            .unwrap();
+        assert_eq!(p.sync_payment(&pid).await.unwrap(), Outcome::Credited);
+        ids.push(d.donation.id);
+    }
+    assert!(ledger::reconcile(&p.db).await.unwrap().ok());
+    let pool = p.db.pool();
+    let streamer = Account::Streamer(&w.streamers[0].id).id("RUB");
+    sqlx::query("UPDATE ledger_accounts SET balance = balance + 1 WHERE id = $1")
+        .bind(&streamer)
+        .execute(pool)
+        .await
+        .unwrap();
+    let r = ledger::reconcile(&p.db).await.unwrap();
+    assert_eq!(r.mismatched_accounts, [streamer.clone()]);
+    assert_eq!(r.total, 1);
+    sqlx::query("UPDATE ledger_accounts SET balance = balance - 1 WHERE id = $1")
+        .bind(&streamer)
+        .execute(pool)
+        .await
+        .unwrap();
+    // An entry changed: its posting no longer sums to zero (and the account disagrees).
+    sqlx::query(
+        "UPDATE ledger_entries SET amount = amount + 5 WHERE account_id = $1 AND posting_id = \
+         (SELECT id FROM ledger_postings WHERE posting_key = $2)",
+    )
+    .bind(&streamer)
+    .bind(format!("donation:{}:credit", ids[0]))
+    .execute(pool)
+    .await
+    .unwrap();
+    let r = ledger::reconcile(&p.db).await.unwrap();
+    assert_eq!(
+        r.unbalanced_postings,
+        [format!("donation:{}:credit", ids[0])]
+    );
+    assert_eq!(r.mismatched_accounts, [streamer]);
+    // A completed donation whose posting is gone.
+    sqlx::query("DELETE FROM ledger_postings WHERE posting_key = $1")
+        .bind(format!("donation:{}:credit", ids[1]))
+        .execute(pool)
+        .await
+        .unwrap();
+    let r = ledger::reconcile(&p.db).await.unwrap();
+    assert!(r.donations_without_postings.contains(&ids[1]), "{r:?}");
+    assert!(!r.ok());
+}
