@@ -294,7 +294,7 @@ async fn reconcile_finds_a_balance_an_entry_or_a_posting_that_is_off() {
         .await
         .unwrap();
     let r = ledger::reconcile(&p.db).await.unwrap();
-    assert_eq!(r.mismatched_accounts, [streamer.clone()]);
+    assert_eq!(r.mismatched_accounts, std::slice::from_ref(&streamer));
     assert_eq!(r.total, 1);
     sqlx::query("UPDATE ledger_accounts SET balance = balance - 1 WHERE id = $1")
         .bind(&streamer)
