@@ -9,6 +9,8 @@
 //! - [`ladder`]: `bench ladder` — the in-process ABR ladder against the ffmpeg CLI.
 //! - [`viewers`]: `bench viewers` — thousands of simulated LL-HLS viewers on one edge.
 //! - [`chat`]: `bench chat` — WebSocket chat fan-out against a Node.js `ws` broadcast server.
+//! - [`ledger`]: `bench ledger` — donations through the payment-notification path on
+//!   PostgreSQL against pgbench's simple-update.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
 
@@ -18,6 +20,7 @@ pub mod chat;
 pub mod edge;
 pub mod h3load;
 pub mod ladder;
+pub mod ledger;
 pub mod llhls;
 pub mod rtmp;
 pub mod stats;

@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release -p potok-bench -- llhls-latency [--seconds 60] [--runs 3]
 //!   cargo run --release -p potok-bench -- chat [--clients 10000] [--rate 50] [--runs 3]
+//!   cargo run --release -p potok-bench -- ledger [--donations 3000] [--concurrency 16] [--runs 3]
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // printing results is what this binary is for
@@ -84,6 +85,35 @@ enum Bench {
         #[arg(long)]
         no_reference: bool,
     },
+    /// Donations/s through the provider-notification path on PostgreSQL (exactly once,
+    /// reconciled) vs pgbench's simple-update against the same server.
+    Ledger {
+        /// Donations per run (each notified twice).
+        #[arg(long, default_value_t = 3000)]
+        donations: usize,
+        /// Notifications in flight (also pgbench's clients).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Runs; the summary gives medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds of pgbench per run.
+        #[arg(long, default_value_t = 10)]
+        pgbench_seconds: u64,
+        /// The PostgreSQL server (an empty database is made in it per run).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres: String,
+    },
+    /// The control plane of `bench ledger`, started by it in a child process.
+    #[command(hide = true)]
+    LedgerServer {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        yookassa: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// The Potok server of `bench chat`, started by it in a child process.
     #[command(hide = true)]
     ChatServer {
@@ -140,6 +170,28 @@ fn main() -> anyhow::Result<()> {
             return chat_bench(&rt, &opts, runs, !no_reference);
         }
         Bench::ChatServer { data_dir } => return rt.block_on(potok_bench::chat::serve(data_dir)),
+        Bench::Ledger {
+            donations,
+            concurrency,
+            runs,
+            pgbench_seconds,
+            postgres,
+        } => {
+            let opts = potok_bench::ledger::Options {
+                donations,
+                concurrency,
+                admin_url: postgres,
+                pgbench_seconds,
+            };
+            return ledger_bench(&rt, &opts, runs);
+        }
+        Bench::LedgerServer {
+            database_url,
+            yookassa,
+            data_dir,
+        } => {
+            return rt.block_on(potok_bench::ledger::serve(database_url, yookassa, data_dir));
+        }
     };
     let opts = Options {
         seconds,
@@ -292,6 +344,58 @@ fn edge_h3(rt: &tokio::runtime::Runtime, seconds: u64, connections: usize) -> an
         }
         Ok(())
     })
+}
+
+fn ledger_bench(
+    rt: &tokio::runtime::Runtime,
+    opts: &potok_bench::ledger::Options,
+    runs: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "ledger: {} donations per run, each notified twice (payment.succeeded), {} in flight; the control plane runs in its own process on PostgreSQL, this process is the load and the YooKassa-shaped API (same 2 cores)",
+        opts.donations, opts.concurrency
+    );
+    println!(
+        "  Potok: per notification, GET the payment from the API, then one transaction: the donation completed, its double-entry posting, goal contributions, the DonationProcessed event; then the dispatch (overlay, chat, notification)"
+    );
+    println!(
+        "  reference: pgbench --builtin=simple-update -c {} -j 2 for {} s, scale 10, same server",
+        opts.concurrency, opts.pgbench_seconds
+    );
+    let (mut rates, mut p99s, mut p50s, mut tps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=runs {
+        let r = rt.block_on(potok_bench::ledger::run(opts))?;
+        let (p50, p99) = (
+            percentile(&r.latencies_ms, 50.0),
+            percentile(&r.latencies_ms, 99.0),
+        );
+        println!(
+            "run {i}: {:.0} donations/s credited exactly once (ledger reconciled), notification → committed answer p50 {} p99 {} | pgbench simple-update {} tps | ratio {}",
+            r.donations_per_s,
+            fmt(p50, "ms"),
+            fmt(p99, "ms"),
+            r.pgbench_tps.map_or("-".into(), |t| format!("{t:.0}")),
+            r.pgbench_tps
+                .map_or("-".into(), |t| format!("{:.2}x", r.donations_per_s / t)),
+        );
+        rates.push(r.donations_per_s);
+        p50s.extend(p50);
+        p99s.extend(p99);
+        tps.extend(r.pgbench_tps);
+    }
+    let (rate, t) = (median(&rates), median(&tps));
+    println!(
+        "median of {runs}: {} donations/s, p50 {} p99 {} (target <= 50 ms) | pgbench {} tps | ratio {} (target >= 0.5x)",
+        rate.map_or("-".into(), |r| format!("{r:.0}")),
+        fmt(median(&p50s), "ms"),
+        fmt(median(&p99s), "ms"),
+        t.map_or("-".into(), |t| format!("{t:.0}")),
+        match (rate, t) {
+            (Some(r), Some(t)) => format!("{:.2}x", r / t),
+            _ => "-".into(),
+        }
+    );
+    Ok(())
 }
 
 fn chat_bench(

@@ -220,7 +220,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         chat::routes::resolve_report, chat::routes::add_reaction, chat::routes::remove_reaction,
         realtime::gateway::realtime,
         notifications::list, notifications::mark_read, notifications::outbox, notifications::ack,
-        payments::routes::send_donation, payments::routes::send_virtual_gift, payments::routes::request_song,
+        payments::routes::send_donation, payments::routes::process_donation, payments::routes::send_virtual_gift, payments::routes::request_song,
         payments::routes::request_game, payments::routes::boost_message, payments::routes::highlight_moment,
         payments::routes::get_highlights, payments::routes::get_donation_status, payments::routes::get_donation_history,
         payments::routes::get_my_donations, payments::routes::get_donation_analytics, payments::routes::get_top_donors,
@@ -418,6 +418,10 @@ fn routes(app: App) -> Router {
         .route(
             "/api/v1/channels/{name}/highlights",
             get(payments::routes::get_highlights).post(payments::routes::highlight_moment),
+        )
+        .route(
+            "/api/v1/donations",
+            post(payments::routes::process_donation),
         )
         .route(
             "/api/v1/donations/{id}",

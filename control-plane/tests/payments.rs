@@ -741,6 +741,20 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
         )
         .await;
     assert_eq!(s, 201, "{goal}");
+    let (s, alerts) = cp.call("PUT", "/api/v1/channels/alice/donation-alerts", Some(&alice), Some(json!({
+        "variants": [{"min_amount": 0, "animation": "slide", "sound": "chime", "duration_ms": 4000, "text_template": "{donor}"},
+                     {"min_amount": 40_000, "animation": "fireworks", "sound": "epic", "duration_ms": 9000, "text_template": "{donor}!"}],
+        "tts": {"enabled": true, "min_amount": 100_000}}))).await;
+    assert_eq!(s, 200, "{alerts}");
+    let (s, community) = cp
+        .call(
+            "POST",
+            "/api/v1/channels/alice/community-goals",
+            Some(&alice),
+            Some(json!({"title": "Турнир", "target_amount": 100_000})),
+        )
+        .await;
+    assert_eq!(s, 201, "{community}");
     let (s, ot) = cp
         .call("POST", "/api/v1/overlay-tokens", Some(&alice), None)
         .await;
@@ -838,10 +852,12 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
             if e["data"]["kind"] == "donation" {
                 assert_eq!(e["data"]["donation"]["donor_name"], "Гость");
                 assert_eq!(e["data"]["donation"]["amount"], 50_000);
-                assert!(
-                    e["data"]["alert"]["variant"]["animation"].is_string(),
+                // 500 ₽: the 400 ₽ variant; below the 1,000 ₽ speech minimum.
+                assert_eq!(
+                    e["data"]["alert"]["variant"]["animation"], "fireworks",
                     "{e}"
                 );
+                assert_eq!(e["data"]["alert"]["tts"], false, "{e}");
             }
             if e["data"]["kind"] == "goal" {
                 assert_eq!(e["data"]["goal"]["current_amount"], 50_000);
@@ -875,6 +891,48 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
             .any(|m| m["is_donation_message"] == true && m["username"] == "Гость"),
         "{history}"
     );
+    // A community goal counts only donations that name it (processDonation's shape here).
+    let (s, named) = cp
+        .call(
+            "POST",
+            "/api/v1/donations",
+            None,
+            Some(json!({"channel": "alice",
+        "donation": {"amount": 7_000, "donor_name": "Гость", "goal_id": community["id"]}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{named}");
+    sandbox_pay(&cp, &named, true).await;
+    let (_, goals) = cp
+        .call("GET", "/api/v1/channels/alice/goals", None, None)
+        .await;
+    let current = |id: &Value| {
+        goals
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == *id)
+            .unwrap()["current_amount"]
+            .as_i64()
+    };
+    assert_eq!(
+        (current(&goal["id"]), current(&community["id"])),
+        (Some(50_000), Some(7_000)),
+        "{goals}"
+    );
+    let (_, top) = cp
+        .call(
+            "GET",
+            "/api/v1/channels/alice/top-donors?period=day",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (top[0]["donor_name"].as_str(), top[0]["total"].as_i64()),
+        (Some("Гость"), Some(57_000)),
+        "{top}"
+    );
     // A failed payment changes nothing but its status.
     let (_, failed) = donate(
         &cp,
@@ -889,7 +947,7 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
         .call("GET", &format!("/api/v1/donations/{fid}"), None, None)
         .await;
     assert_eq!(d["status"], "failed");
-    assert_eq!(balance(&cp, &alice).await, 42_500);
+    assert_eq!(balance(&cp, &alice).await, 42_500 + 5_950);
     // History and analytics.
     let (_, h) = cp
         .call(
@@ -899,7 +957,7 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
             None,
         )
         .await;
-    assert_eq!(h.as_array().unwrap().len(), 2);
+    assert_eq!(h.as_array().unwrap().len(), 3);
     let (_, a) = cp
         .call(
             "GET",
@@ -914,7 +972,7 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
             a["total"].as_i64(),
             a["streamer_total"].as_i64()
         ),
-        (Some(1), Some(50_000), Some(42_500)),
+        (Some(2), Some(57_000), Some(48_450)),
         "{a}"
     );
     let (s, _) = cp
@@ -932,13 +990,13 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
         .await;
     assert_eq!((s, p["status"].as_str()), (201, Some("completed")), "{p}");
     assert_eq!(p["destination"], "…4567");
-    assert_eq!(balance(&cp, &alice).await, 2_500);
+    assert_eq!(balance(&cp, &alice).await, 8_450);
     let (s, e) = cp
         .call(
             "POST",
             "/api/v1/payouts",
             Some(&alice),
-            Some(json!({"amount": 40_000, "method": "sbp", "destination": "+79001234567"})),
+            Some(json!({"amount": 8_451, "method": "sbp", "destination": "+79001234567"})),
         )
         .await;
     assert_eq!((s, code(&e)), (409, "WITHDRAWAL_FAILED"));
@@ -1570,4 +1628,70 @@ async fn a_browser_session_is_a_cookie_and_its_changes_need_the_csrf_header() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn velocity_and_card_rules_refuse_or_refund_with_their_reasons() {
+    let cp = start(|c| {
+        let f = &mut c.control_plane.payments.fraud;
+        f.per_donor_per_hour = 2;
+        f.per_card_per_hour = 1;
+        f.per_address_per_hour = 1000;
+    })
+    .await;
+    let (_, admin) = cp.account("root", "viewer", None).await;
+    let (_, alice) = cp.account("alice", "streamer", Some(&admin)).await;
+    let (_, bob) = cp.account("bob", "viewer", None).await;
+    let (_, carol) = cp.account("carol", "viewer", None).await;
+    // Per donor per hour.
+    for _ in 0..2 {
+        let (s, _) = donate(&cp, "alice", Some(&bob), json!({"amount": 1_000})).await;
+        assert_eq!(s, 201);
+    }
+    let (s, e) = donate(&cp, "alice", Some(&bob), json!({"amount": 1_000})).await;
+    assert_eq!((s, code(&e)), (429, "DONATION_LIMIT_EXCEEDED"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("per hour"), "{e}");
+    // One card twice within the hour: the second payment is refunded with the reason.
+    let pay_with = async |started: &Value, card: &str| {
+        let id = started["confirmation"]["url"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (s, ack) = cp
+            .call(
+                "POST",
+                &format!("/api/v1/payments/sandbox/{id}"),
+                None,
+                Some(json!({"succeed": true, "card": card})),
+            )
+            .await;
+        assert_eq!(s, 200, "{ack}");
+    };
+    let (_, first) = donate(&cp, "alice", Some(&carol), json!({"amount": 2_000})).await;
+    pay_with(&first, "5555 4444 3333 1111").await;
+    let (_, second) = donate(&cp, "alice", Some(&carol), json!({"amount": 3_000})).await;
+    pay_with(&second, "5555 4444 3333 1111").await;
+    let id = second["donation"]["id"].as_str().unwrap();
+    let (_, d) = cp
+        .call(
+            "GET",
+            &format!("/api/v1/donations/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(d["status"], "refunded", "{d}");
+    assert!(
+        d["fraud_reasons"][0].as_str().unwrap().contains("one card"),
+        "{d}"
+    );
+    assert!(
+        d["refund_reason"].as_str().unwrap().starts_with("fraud"),
+        "{d}"
+    );
+    assert_eq!(balance(&cp, &alice).await, 1_700);
+    reconcile(&cp, &admin).await;
 }

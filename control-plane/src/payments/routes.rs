@@ -103,7 +103,8 @@ fn currency(c: &str) -> Result<String, ApiError> {
     request_body = DonationRequest, params(("name" = String, Path, description = "The channel")),
     responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, description = "PAYMENT_FAILED", body = ApiError),
         (status = 403, description = "Blocked, own channel, or the register rule", body = ApiError), (status = 404, body = ApiError),
-        (status = 409, body = ApiError), (status = 422, description = "VALIDATION_FAILED, MESSAGE_BLOCKED, DONATION_LIMIT_EXCEEDED", body = ApiError)))]
+        (status = 409, body = ApiError), (status = 422, description = "VALIDATION_FAILED, MESSAGE_BLOCKED", body = ApiError),
+        (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn send_donation(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
@@ -114,6 +115,38 @@ pub(crate) async fn send_donation(
     let started = app
         .payments
         .start(&name, caller.as_ref(), &addr, req)
+        .await?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+/// A donation named by its channel (processDonation's shape).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessDonation {
+    /// The channel (streamer's name) to donate to.
+    #[schema(min_length = 1, max_length = 64)]
+    channel: String,
+    /// The donation.
+    donation: DonationRequest,
+}
+
+/// Donate (the seed's `DonationService.processDonation`): `send_donation` with the channel
+/// in the body.
+#[utoipa::path(post, path = "/api/v1/donations", tag = "donations", operation_id = "process_donation",
+    request_body = ProcessDonation,
+    responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, description = "PAYMENT_FAILED", body = ApiError),
+        (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
+        (status = 422, description = "VALIDATION_FAILED, MESSAGE_BLOCKED", body = ApiError),
+        (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
+pub(crate) async fn process_donation(
+    State(app): State<App>,
+    MaybeCaller(caller): MaybeCaller,
+    ClientAddr(addr): ClientAddr,
+    Body(body): Body<ProcessDonation>,
+) -> Result<(StatusCode, Json<DonationStarted>), ApiError> {
+    let started = app
+        .payments
+        .start(&body.channel, caller.as_ref(), &addr, body.donation)
         .await?;
     Ok((StatusCode::CREATED, Json(started)))
 }
@@ -178,8 +211,9 @@ impl Pay {
 /// Send a virtual gift (the seed's `sendVirtualGift`): a donation of the gift's price.
 #[utoipa::path(post, path = "/api/v1/channels/{name}/gifts/{gift_id}", tag = "donations", operation_id = "send_virtual_gift",
     request_body = Pay, params(("name" = String, Path, description = "The channel"), ("gift_id" = String, Path, description = "The gift")),
-    responses((status = 201, body = DonationStarted), (status = 402, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+    responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, body = ApiError),
+        (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
+        (status = 422, body = ApiError), (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn send_virtual_gift(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
@@ -242,8 +276,9 @@ async fn paid_request(
 /// streamer's queue to approve, skip or refund.
 #[utoipa::path(post, path = "/api/v1/channels/{name}/song-requests", tag = "donations", operation_id = "request_song",
     request_body = RequestBody, params(("name" = String, Path, description = "The channel")),
-    responses((status = 201, body = DonationStarted), (status = 402, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+    responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, body = ApiError),
+        (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
+        (status = 422, body = ApiError), (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn request_song(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
@@ -258,8 +293,9 @@ pub(crate) async fn request_song(
 /// Request a game (the seed's `requestGame`), like a song request.
 #[utoipa::path(post, path = "/api/v1/channels/{name}/game-requests", tag = "donations", operation_id = "request_game",
     request_body = RequestBody, params(("name" = String, Path, description = "The channel")),
-    responses((status = 201, body = DonationStarted), (status = 402, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+    responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, body = ApiError),
+        (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
+        (status = 422, body = ApiError), (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn request_game(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
@@ -275,8 +311,9 @@ pub(crate) async fn request_game(
 /// minutes as the amount buys (the channel's `boost_price_per_minute`).
 #[utoipa::path(post, path = "/api/v1/chat/{room}/messages/{id}/boost", tag = "donations", operation_id = "boost_message",
     request_body = Pay, params(("room" = String, Path, description = "The channel"), ("id" = String, Path, description = "Message id")),
-    responses((status = 201, body = DonationStarted), (status = 402, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+    responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, body = ApiError),
+        (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
+        (status = 422, body = ApiError), (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn boost_message(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
@@ -317,8 +354,9 @@ pub(crate) struct HighlightBody {
 /// payment completes, for the recordings to clip.
 #[utoipa::path(post, path = "/api/v1/channels/{name}/highlights", tag = "donations", operation_id = "highlight_moment",
     request_body = HighlightBody, params(("name" = String, Path, description = "The channel")),
-    responses((status = 201, body = DonationStarted), (status = 402, body = ApiError), (status = 403, body = ApiError),
-        (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+    responses((status = 201, body = DonationStarted), (status = 401, body = ApiError), (status = 402, body = ApiError),
+        (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError),
+        (status = 422, body = ApiError), (status = 429, description = "DONATION_LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn highlight_moment(
     State(app): State<App>,
     MaybeCaller(caller): MaybeCaller,
