@@ -7,7 +7,10 @@
 //! between two browsers (a mention, a reaction, an `<img onerror>` that must not run), the
 //! RU/EN switch and rubles with kopecks, the directory, and — where the control plane has
 //! the donations API — a sandbox donation that shows on the alerts overlay (DOM and a
-//! screenshot) and moves the goal overlay's bar. No console errors from the pages.
+//! screenshot) and moves the goal overlay's bar. The overlays are also checked against the
+//! documented overlay feed served by the browser script itself (alerts queue without
+//! overlap, variants by amount, the goal bar), which runs without the donations API. No
+//! console errors from the pages.
 //!
 //! Needs `scripts/setup` (chromium, Node.js, the npm packages in tests/browser, ffmpeg).
 
@@ -113,6 +116,9 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "reaction",
         "ru_en_switch",
         "directory_lists_the_stream",
+        "overlay_alerts_queue_variants",
+        "overlay_goal_bar_moves",
+        "dashboard_alert_preview",
     ] {
         assert!(checks.contains(&expected), "{expected} missing: {report:#}");
     }

@@ -147,6 +147,71 @@ try {
   await viewer.waitForSelector('.card[data-name="' + STREAMER + '"]', { timeout: 15000 });
   passed('directory_lists_the_stream');
 
+  // --- the overlays against the documented feed ------------------------------------
+  // The overlay API and the gateway's overlay feed answered by the test as the contract
+  // (docs/web.md) describes them: two donations arrive at once and must show one after the
+  // other, each with the variant its amount picks; a goal event moves the bar.
+  const token = 'ot_contract_0123';
+  const state = {
+    channel: STREAMER,
+    alerts: { variants: [
+      { min_amount: 0, animation: 'fade', sound: null, duration_ms: 1500, text_template: '{name}: {amount}' },
+      { min_amount: 100000, animation: 'zoom', sound: null, duration_ms: 1500, text_template: 'БОЛЬШОЙ ДОНАТ от {name}' },
+    ], tts: { enabled: true, min_amount: 0 } },
+    goal: { id: 'g1', title: 'Микрофон', description: '', target: 1000000, current: 100000, currency: 'RUB', deadline: null, active: true },
+    competition: null,
+  };
+  const feed = async (page, kind) => {
+    let socket = null;
+    await page.route('**/api/v1/overlay/' + token, (r) => r.fulfill({ json: state }));
+    await page.routeWebSocket(/\/api\/v1\/realtime$/, (ws) => {
+      ws.onMessage((m) => {
+        const f = JSON.parse(String(m));
+        if (f.type === 'subscribe') { socket = ws; ws.send(JSON.stringify({ type: 'subscribed', channel: f.channel, offset: 0 })); }
+      });
+    });
+    await page.goto(base + '/overlay/' + token + '/' + kind);
+    await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 15000 });
+    return (offset, data) => socket.send(JSON.stringify({ type: 'event', channel: 'overlay:' + STREAMER, offset, data }));
+  };
+  const contract = await newPage('overlay-contract', { viewport: { width: 1920, height: 1080 } });
+  const send = await feed(contract, 'alerts');
+  await contract.evaluate(() => {
+    window.most = 0;
+    new MutationObserver(() => { window.most = Math.max(window.most, document.querySelectorAll('.alert').length); }).observe(document.getElementById('app'), { childList: true });
+  });
+  const don = (id, donor_name, amount, message) => ({ kind: 'donation', donation: { id, channel: STREAMER, donor_name, amount, currency: 'RUB', message, type: 'money', status: 'completed', anonymous: false, created_at: Date.now(), gift: null } });
+  send(1, don('d1', 'Аня', 50000, '<img src=x onerror="window.__xss=1">'));
+  send(2, don('d2', 'Борис', 150000, 'ещё'));
+  await contract.waitForFunction(() => { const a = document.querySelector('.alert.in'); return a && a.querySelector('.alert-name').textContent === 'Аня'; }, null, { timeout: 10000 });
+  const first = await contract.evaluate(() => ({ title: document.querySelector('.alert .alert-title').textContent, amount: document.querySelector('.alert .alert-amount').textContent, message: document.querySelector('.alert .alert-message').textContent, anim: document.querySelector('.alert').className }));
+  await contract.waitForFunction(() => getComputedStyle(document.querySelector('.alert')).opacity === '1', null, { timeout: 5000 });
+  report.screenshot = join(outDir, 'alert-contract.png');
+  await contract.screenshot({ path: report.screenshot, omitBackground: true });
+  await contract.waitForFunction(() => { const a = document.querySelector('.alert.in'); return a && a.querySelector('.alert-name').textContent === 'Борис'; }, null, { timeout: 10000 });
+  const second = await contract.evaluate(() => ({ title: document.querySelector('.alert .alert-title').textContent, anim: document.querySelector('.alert').className, most: window.most, xss: window.__xss === undefined ? null : window.__xss, imgs: document.querySelectorAll('.alert img').length }));
+  if (first.amount.replace(/\s/g, ' ') !== '500,00 ₽' || first.title.replace(/\s/g, ' ') !== 'Аня: 500,00 ₽' || !first.anim.includes('anim-fade') || first.message !== '<img src=x onerror="window.__xss=1">') throw new Error('first alert ' + JSON.stringify(first));
+  if (second.title !== 'БОЛЬШОЙ ДОНАТ от Борис' || !second.anim.includes('anim-zoom') || second.most !== 1 || second.xss !== null || second.imgs !== 0) throw new Error('second alert ' + JSON.stringify(second));
+  passed('overlay_alerts_queue_variants', { first, second });
+
+  const goalOverlay = await newPage('goal-contract', { viewport: { width: 1920, height: 1080 } });
+  const sendGoal = await feed(goalOverlay, 'goal');
+  const pct0 = await goalOverlay.getAttribute('.goal', 'data-pct');
+  sendGoal(1, { kind: 'goal', goal: { ...state.goal, current: 600000 } });
+  await goalOverlay.waitForFunction(() => document.querySelector('.goal').dataset.pct === '60.00', null, { timeout: 10000 });
+  const amounts = await goalOverlay.textContent('.goal-amounts');
+  if (pct0 !== '10.00' || amounts.replace(/\s/g, ' ') !== '6 000,00 ₽ из 10 000,00 ₽') throw new Error('goal overlay ' + pct0 + ' ' + amounts);
+  passed('overlay_goal_bar_moves', { amounts });
+  await contract.context().close();
+  await goalOverlay.context().close();
+
+  // The dashboard's alert preview plays the overlay's alert in place.
+  await streamer.goto(base + '/dashboard');
+  await streamer.waitForSelector('#preview-alert', { timeout: 15000 });
+  await streamer.click('#preview-alert');
+  await streamer.waitForFunction((n) => { const a = document.querySelector('#alert-preview .alert .alert-name'); return a && a.textContent === n; }, STREAMER, { timeout: 10000 });
+  passed('dashboard_alert_preview');
+
   // --- donations, alerts and the goal (needs the donations API) --------------------
   const optionsStatus = await viewer.evaluate(async (u) => (await fetch(u)).status, '/api/v1/channels/' + STREAMER + '/donation-options');
   if (optionsStatus !== 404) {
