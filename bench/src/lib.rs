@@ -9,6 +9,8 @@
 //! - [`ladder`]: `bench ladder` — the in-process ABR ladder against the ffmpeg CLI.
 //! - [`viewers`]: `bench viewers` — thousands of simulated LL-HLS viewers on one edge.
 //! - [`chat`]: `bench chat` — WebSocket chat fan-out against a Node.js `ws` broadcast server.
+//! - [`weblatency`]: `bench web-latency` — glass-to-glass latency of the watch page's player
+//!   against plain hls.js defaults, read back from the displayed frames in Chromium.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
 
@@ -22,3 +24,4 @@ pub mod llhls;
 pub mod rtmp;
 pub mod stats;
 pub mod viewers;
+pub mod weblatency;
