@@ -155,11 +155,12 @@ try {
   const state = {
     channel: STREAMER,
     alerts: { variants: [
-      { min_amount: 0, animation: 'fade', sound: null, duration_ms: 1500, text_template: '{name}: {amount}' },
+      { min_amount: 0, animation: 'fade', sound: null, duration_ms: 1500, text_template: '{donor}: {amount}' },
       { min_amount: 100000, animation: 'zoom', sound: null, duration_ms: 1500, text_template: 'БОЛЬШОЙ ДОНАТ от {name}' },
     ], tts: { enabled: true, min_amount: 0 } },
-    goal: { id: 'g1', title: 'Микрофон', description: '', target: 1000000, current: 100000, currency: 'RUB', deadline: null, active: true },
+    goal: { id: 'g1', title: 'Микрофон', description: '', target_amount: 1000000, current_amount: 100000, currency: 'RUB', deadline: null, is_active: true },
     competition: null,
+    offset: 0,
   };
   const feed = async (page, kind) => {
     let socket = null;
@@ -180,7 +181,7 @@ try {
     window.most = 0;
     new MutationObserver(() => { window.most = Math.max(window.most, document.querySelectorAll('.alert').length); }).observe(document.getElementById('app'), { childList: true });
   });
-  const don = (id, donor_name, amount, message) => ({ kind: 'donation', donation: { id, channel: STREAMER, donor_name, amount, currency: 'RUB', message, type: 'money', status: 'completed', anonymous: false, created_at: Date.now(), gift: null } });
+  const don = (id, donor_name, amount, message) => ({ kind: 'donation', donation: { id, channel: STREAMER, donor_name, amount, currency: 'RUB', message, type: 'money', is_anonymous: false, timestamp: Date.now(), gift: null } });
   send(1, don('d1', 'Аня', 50000, '<img src=x onerror="window.__xss=1">'));
   send(2, don('d2', 'Борис', 150000, 'ещё'));
   await contract.waitForFunction(() => { const a = document.querySelector('.alert.in'); return a && a.querySelector('.alert-name').textContent === 'Аня'; }, null, { timeout: 10000 });
@@ -197,7 +198,7 @@ try {
   const goalOverlay = await newPage('goal-contract', { viewport: { width: 1920, height: 1080 } });
   const sendGoal = await feed(goalOverlay, 'goal');
   const pct0 = await goalOverlay.getAttribute('.goal', 'data-pct');
-  sendGoal(1, { kind: 'goal', goal: { ...state.goal, current: 600000 } });
+  sendGoal(1, { kind: 'goal', goal: { ...state.goal, current_amount: 600000 } });
   await goalOverlay.waitForFunction(() => document.querySelector('.goal').dataset.pct === '60.00', null, { timeout: 10000 });
   const amounts = await goalOverlay.textContent('.goal-amounts');
   if (pct0 !== '10.00' || amounts.replace(/\s/g, ' ') !== '6 000,00 ₽ из 10 000,00 ₽') throw new Error('goal overlay ' + pct0 + ' ' + amounts);
@@ -238,8 +239,11 @@ try {
     await viewer.click('#donate');
     await viewer.fill('#donate-amount', '500');
     await viewer.fill('#donate-message', 'на микрофон <b>жирно</b>');
-    await Promise.all([viewer.waitForURL(/\/pay\//, { timeout: 15000 }), viewer.click('#donate-pay')]);
-    await Promise.all([viewer.waitForURL(new RegExp('/' + STREAMER + '\\?donated=1'), { timeout: 15000 }), viewer.getByRole('button', { name: /^(pay|оплатить)/i }).first().click()]);
+    await viewer.click('#donate-pay');
+    await viewer.waitForFunction(() => location.pathname.startsWith('/pay/') || (document.getElementById('donate-error') || {}).textContent, null, { timeout: 15000 });
+    if (!new URL(viewer.url()).pathname.startsWith('/pay/')) throw new Error('the donation was refused: ' + await viewer.textContent('#donate-error'));
+    await viewer.waitForSelector('#pay', { timeout: 15000 });
+    await Promise.all([viewer.waitForURL(new RegExp('/' + STREAMER + '\\?donated=1'), { timeout: 15000 }), viewer.click('#pay')]);
     await overlay.waitForFunction((name) => [...document.querySelectorAll('.alert .alert-name')].some((e) => e.textContent === name), VIEWER, { timeout: 15000 });
     const shown = await overlay.evaluate(() => ({ amount: document.querySelector('.alert .alert-amount').textContent, message: (document.querySelector('.alert .alert-message') || {}).textContent }));
     if (shown.amount.replace(/\s/g, ' ') !== '500,00 ₽') throw new Error('alert amount ' + JSON.stringify(shown));

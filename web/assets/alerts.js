@@ -17,6 +17,7 @@
 
   const fill = (template, vars) => {
     let s = template || t('overlay.alert.default');
+    vars = { ...vars, donor: vars.name };
     for (const [k, v] of Object.entries(vars)) s = s.split('{' + k + '}').join(v);
     return s;
   };
@@ -60,7 +61,7 @@
       busy = true;
       const { donation, alert } = queue.shift();
       const amount = P.money(donation.amount, donation.currency);
-      const name = donation.anonymous ? t('overlay.anonymous') : (donation.donor_name || t('overlay.anonymous'));
+      const name = P.anonymous(donation) ? t('overlay.anonymous') : (donation.donor_name || t('overlay.anonymous'));
       const variant = (alert && alert.variant) || P.pickVariant((settings || {}).variants, donation.amount) || {};
       const anim = ANIMATIONS.includes(variant.animation) ? variant.animation : 'fade';
       const duration = Math.min(Math.max(Number(variant.duration_ms) || 6000, 1000), 60000);
@@ -89,7 +90,8 @@
   };
 
   // A goal bar: title, progress, amounts.
-  P.goalBar = (goal) => {
+  P.goalBar = (raw) => {
+    const goal = P.goal(raw);
     const pct = goal && goal.target > 0 ? Math.min(100, (100 * goal.current) / goal.target) : 0;
     const fillEl = el('div', { class: 'goal-fill' });
     fillEl.style.width = pct.toFixed(2) + '%';

@@ -53,6 +53,12 @@
     const [w, f] = s.split('.');
     return Number(w) * 100 + Number((f || '').padEnd(2, '0') || 0);
   };
+  // The API's goals and donations with both spellings of their fields accepted.
+  P.goal = (g) => g && ({ ...g,
+    target: g.target_amount !== undefined ? g.target_amount : g.target,
+    current: g.current_amount !== undefined ? g.current_amount : g.current,
+    active: g.is_active !== undefined ? g.is_active : g.active });
+  P.anonymous = (d) => !!(d.is_anonymous !== undefined ? d.is_anonymous : d.anonymous);
   P.time = (ms) => new Date(ms).toLocaleString(P.lang === 'ru' ? 'ru-RU' : 'en-US');
   P.duration = (secs) => {
     const s = Math.max(0, Math.floor(secs));

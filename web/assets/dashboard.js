@@ -130,13 +130,13 @@
       P.clear(feed);
       for (const d of items.slice(0, 100)) {
         feed.append(el('li', { class: 'donation status-' + d.status, 'data-id': d.id },
-          el('b', {}, d.anonymous ? t('overlay.anonymous') : (d.donor_name || t('overlay.anonymous'))), ' ',
+          el('b', {}, P.anonymous(d) ? t('overlay.anonymous') : (d.donor_name || t('overlay.anonymous'))), ' ',
           el('span', { class: 'amount' }, P.money(d.amount, d.currency)), ' · ', t('donate.status.' + d.status),
           d.message ? el('p', { class: 'message' }, d.message) : null));
       }
       try {
         const b = await P.maybe('/api/v1/balance');
-        if (b) balance.textContent = t('dash.balance') + ': ' + (Array.isArray(b.balances) ? b.balances.map((x) => P.money(x.amount, x.currency)).join(', ') : P.money(b.amount || 0, b.currency || 'RUB'));
+        if (b) balance.textContent = t('dash.balance') + ': ' + P.money(b.available !== undefined ? b.available : (b.balance || 0), b.currency || 'RUB');
       } catch (_) { /* shown next time */ }
       return true;
     };
@@ -163,7 +163,7 @@
       ev.preventDefault();
       const target = P.toMinor(gTarget.value);
       if (isNaN(target) || target <= 0) return;
-      try { await P.api('POST', '/api/v1/channels/' + enc(name) + '/goals', { title: gTitle.value, description: gDesc.value, target, currency: 'RUB' }); gForm.reset(); loadGoals(); } catch (e) { fail(goals, e); }
+      try { await P.api('POST', '/api/v1/channels/' + enc(name) + '/goals', { title: gTitle.value, description: gDesc.value, target_amount: target, currency: 'RUB' }); gForm.reset(); loadGoals(); } catch (e) { fail(goals, e); }
     });
     loadGoals();
 
@@ -185,7 +185,7 @@
         el('label', {}, t('dash.alert.animation'), ' ', (() => { const s = el('select', { class: 'v-anim' }, ...['fade', 'slide', 'bounce', 'zoom'].map((a) => el('option', { value: a }, a))); s.value = v.animation || 'fade'; return s; })()),
         el('label', {}, t('dash.alert.sound'), ' ', el('input', { class: 'v-sound', value: v.sound || '', maxlength: '500' })),
         el('label', {}, t('dash.alert.duration'), ' ', el('input', { class: 'v-duration', type: 'number', min: '1000', max: '60000', value: String(v.duration_ms || 6000) })),
-        el('label', {}, t('dash.alert.template'), ' ', el('input', { class: 'v-template', value: v.text_template || '{name} — {amount}', maxlength: '200' })));
+        el('label', {}, t('dash.alert.template'), ' ', el('input', { class: 'v-template', value: v.text_template || '{donor} — {amount}', maxlength: '200' })));
       row.append(el('button', { type: 'button', class: 'secondary', onclick: () => row.remove() }, t('dash.alert.remove')));
       return row;
     };
@@ -193,7 +193,7 @@
       variants: [...variantsBox.querySelectorAll('.variant')].map((r) => ({
         min_amount: P.toMinor(r.querySelector('.v-min').value) || 0,
         animation: r.querySelector('.v-anim').value,
-        sound: r.querySelector('.v-sound').value || null,
+        sound: r.querySelector('.v-sound').value,
         duration_ms: Number(r.querySelector('.v-duration').value) || 6000,
         text_template: r.querySelector('.v-template').value,
       })),

@@ -50,9 +50,10 @@
       if (d.kind === 'donation' && alerts) alerts.push(d.donation, f.alert || d.alert);
       else if (d.kind === 'goal' && goalEl) { const n = P.goalBar(d.goal); goalEl.replaceWith(n); goalEl = n; }
       else if (d.kind === 'competition' && compEl) { const n = competitionView(d.competition); compEl.replaceWith(n); compEl = n; }
-      else if (d.kind === 'alert_settings' && alerts) alerts.setSettings(d.alerts);
+      else if ((d.kind === 'alerts' || d.kind === 'alert_settings') && alerts) alerts.setSettings(d.alerts);
     };
-    let offset = null, retry = 500, stopped = false;
+    // Subscribe from the offset the state was read at: every later event, each once.
+    let offset = typeof state.offset === 'number' ? state.offset : null, retry = 500, stopped = false;
     const connect = () => {
       const ws = new WebSocket(P.gatewayUrl());
       ws.addEventListener('open', () => {
@@ -66,9 +67,12 @@
         let f;
         try { f = JSON.parse(ev.data); } catch (_) { return; }
         if (f.type === 'subscribed') {
-          if (typeof f.offset === 'number') offset = f.offset;
-          // Replayed events after a reconnect update bars; old alerts are not shown again.
-          for (const m of (f.recovered && f.missed) || []) if (m.data && m.data.kind !== 'donation') apply(m);
+          for (const m of (f.recovered && f.missed) || []) {
+            if (offset !== null && m.offset <= offset) continue;
+            offset = m.offset;
+            apply(m);
+          }
+          if (typeof f.offset === 'number' && (offset === null || f.offset > offset)) offset = f.offset;
           document.body.dataset.state = 'ready';
         } else if (f.type === 'event' && f.channel === 'overlay:' + channel) {
           if (offset !== null && f.offset <= offset) return;

@@ -215,7 +215,7 @@
     currency.addEventListener('change', update);
     const form = el('form', { class: 'donate-form' },
       el('h2', {}, t('donate.title', { channel })),
-      o.goal ? el('p', { class: 'goal-line' }, t('donate.goal', { title: o.goal.title }) + ' — ' + t('dash.goal.progress', { current: P.money(o.goal.current, o.goal.currency), target: P.money(o.goal.target, o.goal.currency) })) : null,
+      o.goal ? el('p', { class: 'goal-line' }, t('donate.goal', { title: o.goal.title }) + ' — ' + t('dash.goal.progress', { current: P.money(P.goal(o.goal).current, o.goal.currency), target: P.money(P.goal(o.goal).target, o.goal.currency) })) : null,
       o.accepting === false ? el('p', { class: 'form-error' }, o.refusal || t('donate.refused')) : null,
       el('fieldset', {}, el('legend', {}, t('donate.kind')), kinds),
       el('label', {}, t('donate.amount'), ' ', amount, ' ', currency),
@@ -233,10 +233,11 @@
       const minor = P.toMinor(amount.value);
       if (isNaN(minor) || minor < cur.min || minor > cur.max) { err.textContent = t('donate.limits', { min: P.money(cur.min, cur.currency), max: P.money(cur.max, cur.currency) }); return; }
       const body = {
-        amount: minor, currency: currency.value, message: message.value, anonymous: anon.checked,
-        donor_name: name.value, method: method.value, type: kind.type,
-        return_url: location.origin + '/' + encodeURIComponent(channel) + '?donated=1',
+        amount: minor, currency: currency.value, anonymous: anon.checked, method: method.value, type: kind.type,
+        return_url: '/' + encodeURIComponent(channel) + '?donated=1',
       };
+      if (message.value.trim()) body.message = message.value;
+      if (name.value.trim()) body.donor_name = name.value.trim();
       if (kind.gift_id) body.gift_id = kind.gift_id;
       if (kind.item_id) body.item_id = kind.item_id;
       pay.disabled = true;
@@ -244,7 +245,8 @@
         const r = await P.api('POST', '/api/v1/channels/' + encodeURIComponent(channel) + '/donations', body);
         try { sessionStorage.setItem('potok_donation', r.donation.id); } catch (_) { /* private mode */ }
         const url = r.confirmation && r.confirmation.url;
-        if (url && (url.startsWith('/') && !url.startsWith('//') || url.startsWith('https://') || new URL(url, location.href).origin === location.origin)) location.assign(url);
+        // The provider's checkout (YooKassa) or the sandbox's page: a web URL, never a script.
+        if (url && (/^https?:\/\//.test(url) || (url.startsWith('/') && !url.startsWith('//')))) location.assign(url);
         else err.textContent = P.t('error.generic', { message: 'no confirmation URL' });
       } catch (e) {
         err.textContent = P.errorText(e);
