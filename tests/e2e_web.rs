@@ -5,11 +5,11 @@
 //! One process, one browser, one publisher for every check: sign up (streamer and viewer),
 //! create a key, the watch page plays (currentTime advances) and switches quality, chat
 //! between two browsers (a mention, a reaction, an `<img onerror>` that must not run), the
-//! RU/EN switch and rubles with kopecks, the directory, and a sandbox donation that shows on the alerts overlay (DOM and a
-//! screenshot) and moves the goal overlay's bar. The overlays are also checked against the
-//! documented overlay feed served by the browser script itself (alerts queue without
-//! overlap, variants by amount, the goal bar), which runs without the donations API. No
-//! console errors from the pages.
+//! RU/EN switch and rubles with kopecks, the directory, a sandbox donation that shows on
+//! the alerts overlay (DOM and a screenshot) and moves the goal overlay's bar. The overlays
+//! are also fed events by the browser script itself (two donations at once queue without
+//! overlap, variants by amount, markup stays text, the goal bar). No console errors from
+//! the pages.
 //!
 //! Needs `scripts/setup` (chromium, Node.js, the npm packages in tests/browser, ffmpeg).
 
