@@ -11,6 +11,8 @@
 //! - [`chat`]: `bench chat` — WebSocket chat fan-out against a Node.js `ws` broadcast server.
 //! - [`ledger`]: `bench ledger` — donations through the payment-notification path on
 //!   PostgreSQL against pgbench's simple-update.
+//! - [`weblatency`]: `bench web-latency` — glass-to-glass latency of the watch page's player
+//!   against plain hls.js defaults, read back from the displayed frames in Chromium.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
 
@@ -25,3 +27,4 @@ pub mod llhls;
 pub mod rtmp;
 pub mod stats;
 pub mod viewers;
+pub mod weblatency;

@@ -4,6 +4,7 @@
 //!   cargo run --release -p potok-bench -- llhls-latency [--seconds 60] [--runs 3]
 //!   cargo run --release -p potok-bench -- chat [--clients 10000] [--rate 50] [--runs 3]
 //!   cargo run --release -p potok-bench -- ledger [--donations 3000] [--concurrency 16] [--runs 3]
+//!   cargo run --release -p potok-bench -- web-latency [--seconds 30] [--runs 1] [--ladder]
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // printing results is what this binary is for
@@ -121,6 +122,19 @@ enum Bench {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Glass-to-glass latency of the watch page's player vs plain hls.js defaults, same
+    /// stream, same run (timestamps burned into the frames, read back in Chromium).
+    WebLatency {
+        /// Seconds each player is sampled (after it starts and settles for 3 s).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Runs; the summary gives the median of the runs' percentiles.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// With the ABR ladder (720p source + 480p + 360p).
+        #[arg(long)]
+        ladder: bool,
+    },
     /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
     EdgeStatic {
         /// Seconds per wrk run.
@@ -130,6 +144,65 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+}
+
+fn web_latency(
+    rt: &tokio::runtime::Runtime,
+    seconds: u64,
+    runs: usize,
+    ladder: bool,
+) -> anyhow::Result<()> {
+    let opts = potok_bench::weblatency::Options {
+        seconds,
+        ladder,
+        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    };
+    println!(
+        "web-latency: 1280x720 30 fps x264 veryfast zerolatency -g 60 + AAC, ladder {}, PART-TARGET 200 ms; origin + edge + control plane in one process; headless Chromium; {seconds} s per player per run, {runs} run(s)",
+        if ladder { "on" } else { "off" }
+    );
+    println!(
+        "  latency = frame shown (requestVideoFrameCallback expectedDisplayTime) - frame written to the RTMP socket"
+    );
+    println!(
+        "  reference: plain hls.js 1.7.4 defaults (new Hls()) on the same edge URL, after the watch page, same stream"
+    );
+    let (mut w50, mut w90, mut p50, mut p90) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=runs {
+        let r = rt.block_on(potok_bench::weblatency::run(&opts))?;
+        let (a, b, c, d) = (
+            percentile(&r.watch_ms, 50.0),
+            percentile(&r.watch_ms, 90.0),
+            percentile(&r.plain_ms, 50.0),
+            percentile(&r.plain_ms, 90.0),
+        );
+        println!(
+            "run {i}: watch page p50 {} p90 {} ({} frames) | plain hls.js p50 {} p90 {} ({} frames)",
+            fmt(a, "ms"),
+            fmt(b, "ms"),
+            r.watch_ms.len(),
+            fmt(c, "ms"),
+            fmt(d, "ms"),
+            r.plain_ms.len()
+        );
+        w50.extend(a);
+        w90.extend(b);
+        p50.extend(c);
+        p90.extend(d);
+    }
+    let (w50, w90, p50, p90) = (median(&w50), median(&w90), median(&p50), median(&p90));
+    println!("summary (median of runs):");
+    println!(
+        "  watch page p50 {} p90 {} (target p50 <= 1000 ms) | plain hls.js p50 {} p90 {}",
+        fmt(w50, "ms"),
+        fmt(w90, "ms"),
+        fmt(p50, "ms"),
+        fmt(p90, "ms")
+    );
+    if let (Some(w), Some(p)) = (w50, p50) {
+        println!("  ratio plain/watch page (p50): {:.2}x", p / w);
+    }
+    Ok(())
 }
 
 fn fmt(v: Option<f64>, unit: &str) -> String {
@@ -169,6 +242,11 @@ fn main() -> anyhow::Result<()> {
             };
             return chat_bench(&rt, &opts, runs, !no_reference);
         }
+        Bench::WebLatency {
+            seconds,
+            runs,
+            ladder,
+        } => return web_latency(&rt, seconds, runs, ladder),
         Bench::ChatServer { data_dir } => return rt.block_on(potok_bench::chat::serve(data_dir)),
         Bench::Ledger {
             donations,
