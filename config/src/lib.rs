@@ -14,6 +14,7 @@
 mod load;
 mod payments;
 mod secret;
+mod storage;
 mod units;
 mod validate;
 pub mod wire;
@@ -30,6 +31,9 @@ pub use payments::{
     YooKassaConfig,
 };
 pub use secret::{DatabaseUrl, REDACTED, Secret};
+pub use storage::{
+    RecordingsConfig, S3Config, SpoolConfig, StorageBackend, StorageConfig, StreamRecording,
+};
 pub use units::{ByteSize, HumanDuration, ListenAddr};
 
 /// A role a Potok process can run. `potok all` runs all three.
@@ -87,6 +91,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The web pages the control plane serves.
     pub web: WebConfig,
+    /// The object store (local directory or S3) origins and edges share, recordings.
+    pub storage: StorageConfig,
 }
 
 /// The web pages (directory, watch pages, dashboard, overlays) the control plane serves.

@@ -295,6 +295,7 @@ impl Config {
                 v.add("origin.archive.queue", "must be at least 1");
             }
         }
+        self.validate_storage(&mut v, runs(Role::Origin), runs(Role::Edge));
 
         if runs(Role::Edge) {
             v.size(
@@ -532,7 +533,178 @@ impl Config {
                  cluster.secret (as they should when reachable beyond loopback) answer 401",
             );
         }
+        if roles.contains(&Role::Origin) || roles.contains(&Role::Edge) {
+            self.storage_warnings(&mut w);
+        }
         w.0
+    }
+
+    fn storage_warnings(&self, w: &mut Problems) {
+        use crate::storage::{endpoint_host, host_in_russia, region_in_russia};
+        let s3 = &self.storage.s3;
+        if self.storage.backend != crate::StorageBackend::S3 {
+            return;
+        }
+        let host = endpoint_host(&s3.endpoint);
+        if !host_in_russia(host) {
+            w.add(
+                "storage.s3.endpoint",
+                format!(
+                    "{host:?} is not a storage service known to be in Russia: recordings may \
+                     leave the country (data localization); use e.g. storage.yandexcloud.net, \
+                     hb.ru-msk.vkcloud-storage.ru or s3.ru-1.storage.selcdn.ru"
+                ),
+            );
+        }
+        if !region_in_russia(&s3.region) {
+            w.add(
+                "storage.s3.region",
+                format!(
+                    "{:?} is not a Russian region (expected e.g. ru-central1, ru-msk, ru-1): \
+                     recordings may leave the country (data localization)",
+                    s3.region
+                ),
+            );
+        }
+    }
+
+    fn validate_storage(&self, v: &mut Problems, origin: bool, edge: bool) {
+        let st = &self.storage;
+        if !(origin || edge) {
+            return;
+        }
+        if st.backend == crate::StorageBackend::S3 {
+            let s3 = &st.s3;
+            if !(s3.endpoint.starts_with("https://") || s3.endpoint.starts_with("http://"))
+                || crate::storage::endpoint_host(&s3.endpoint).is_empty()
+            {
+                v.add(
+                    "storage.s3.endpoint",
+                    format!(
+                        "expected an https:// URL such as https://storage.yandexcloud.net, got {:?}",
+                        s3.endpoint
+                    ),
+                );
+            }
+            if s3.region.is_empty() {
+                v.add("storage.s3.region", "must be set (e.g. ru-central1)");
+            }
+            let bucket_ok = (3..=63).contains(&s3.bucket.len())
+                && s3
+                    .bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+            if !bucket_ok {
+                v.add(
+                    "storage.s3.bucket",
+                    format!(
+                        "expected 3-63 lowercase letters, digits, '-' or '.', got {:?}",
+                        s3.bucket
+                    ),
+                );
+            }
+            if s3.access_key_id.is_none() {
+                v.add(
+                    "storage.s3.access_key_id",
+                    "must be set with backend = \"s3\"",
+                );
+            }
+            if s3.secret_access_key.is_none() {
+                v.add(
+                    "storage.s3.secret_access_key",
+                    "must be set with backend = \"s3\"",
+                );
+            }
+            if s3.multipart_part_size.bytes() < 5 * 1024 * 1024 {
+                v.add(
+                    "storage.s3.multipart_part_size",
+                    "must be at least 5MiB (an S3 limit)",
+                );
+            }
+            if s3.multipart_threshold.bytes() < s3.multipart_part_size.bytes() {
+                v.add(
+                    "storage.s3.multipart_threshold",
+                    "must be at least storage.s3.multipart_part_size",
+                );
+            }
+            v.duration(
+                "storage.s3.timeout",
+                s3.timeout.get(),
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            );
+            if st.path.is_some() {
+                v.add(
+                    "storage.path",
+                    "is for backend = \"local\"; remove it with backend = \"s3\"",
+                );
+            }
+            if origin && self.origin.archive.path.is_some() {
+                v.add(
+                    "origin.archive.path",
+                    "the archive now goes to storage (backend = \"s3\"); remove origin.archive.path",
+                );
+            }
+            if edge && self.edge.archive_path.is_some() {
+                v.add(
+                    "edge.archive_path",
+                    "the edge now reads storage (backend = \"s3\"); remove edge.archive_path",
+                );
+            }
+        } else if let (Some(a), Some(b)) = (&st.path, &self.origin.archive.path)
+            && origin
+            && a != b
+        {
+            v.add(
+                "origin.archive.path",
+                "differs from storage.path: set only storage.path (origin.archive.path is its old name)",
+            );
+        }
+        if origin && st.spool.max_bytes.bytes() < 1024 * 1024 {
+            v.add("storage.spool.max_bytes", "must be at least 1MiB");
+        }
+        let r = &st.recordings;
+        if origin {
+            v.duration(
+                "storage.recordings.max_duration",
+                r.max_duration.get(),
+                Duration::from_secs(1),
+                Duration::from_secs(7 * 24 * 3600),
+            );
+            v.duration(
+                "storage.recordings.sweep_interval",
+                r.sweep_interval.get(),
+                Duration::from_secs(1),
+                Duration::from_secs(7 * 24 * 3600),
+            );
+            if r.dvr_window.get() > Duration::from_secs(24 * 3600) {
+                v.add("storage.recordings.dvr_window", "must be at most 24h");
+            }
+            if !r.thumbnail_interval.get().is_zero()
+                && r.thumbnail_interval.get() < Duration::from_secs(1)
+            {
+                v.add(
+                    "storage.recordings.thumbnail_interval",
+                    "must be 0 (off) or at least 1s",
+                );
+            }
+            for (i, s) in r.streams.iter().enumerate() {
+                if !crate::storage::name_ok(&s.name) {
+                    v.add(
+                        &format!("storage.recordings.streams[{i}].name"),
+                        format!("expected letters, digits, '-' or '_', got {:?}", s.name),
+                    );
+                }
+            }
+            for (i, name) in r.renditions.iter().enumerate() {
+                if !crate::storage::name_ok(name) {
+                    v.add(
+                        &format!("storage.recordings.renditions[{i}]"),
+                        format!("expected letters, digits, '-' or '_', got {name:?}"),
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use object_store::path::Path as StorePath;
 use object_store::{GetOptions, ObjectStore};
@@ -52,5 +54,131 @@ impl Fallback {
             .await
             .ok()?;
         got.bytes().await.ok()
+    }
+}
+
+/// Routes served from the store alone:
+///
+/// - `GET /vod/{id}/master.m3u8`, `/vod/{id}/{rendition}/index.m3u8` and the media they
+///   name: recordings and clips (immutable once listed);
+/// - `GET /thumbnails/{stream}.jpg`: the latest thumbnail of a stream (`max-age=5`).
+pub(crate) fn stored_routes(store: potok_storage::Store) -> axum::Router {
+    axum::Router::new()
+        .route("/vod/{*path}", axum::routing::get(vod))
+        .route("/thumbnails/{file}", axum::routing::get(thumbnail))
+        .with_state(store)
+}
+
+fn stored_response(
+    status: StatusCode,
+    content_type: &'static str,
+    cache: &'static str,
+    body: Bytes,
+) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn refusal(e: &potok_storage::RecordingError) -> Response {
+    use potok_storage::RecordingError as E;
+    let (status, msg) = match e {
+        E::InvalidId => (StatusCode::BAD_REQUEST, "invalid path\n"),
+        E::NotFound | E::EmptyRange | E::InProgress => (StatusCode::NOT_FOUND, "not found\n"),
+        E::Corrupt(_) | E::Store(_) => {
+            tracing::warn!(error = %e, "object store read failed");
+            (StatusCode::BAD_GATEWAY, "storage unavailable\n")
+        }
+    };
+    stored_response(
+        status,
+        "text/plain; charset=utf-8",
+        "no-store",
+        Bytes::from_static(msg.as_bytes()),
+    )
+}
+
+async fn vod(
+    axum::extract::State(store): axum::extract::State<potok_storage::Store>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Response {
+    use potok_storage::recordings;
+    const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    if path.len() > crate::object::MAX_PATH {
+        return refusal(&potok_storage::RecordingError::InvalidId);
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let result = match parts.as_slice() {
+        [id, "master.m3u8"] => recordings::master_playlist(&store, id).await.map(|t| {
+            stored_response(
+                StatusCode::OK,
+                PLAYLIST,
+                "public, max-age=60",
+                Bytes::from(t),
+            )
+        }),
+        [id, rendition, "index.m3u8"] => recordings::media_playlist(&store, id, rendition)
+            .await
+            .map(|t| {
+                stored_response(
+                    StatusCode::OK,
+                    PLAYLIST,
+                    "public, max-age=60",
+                    Bytes::from(t),
+                )
+            }),
+        [id, rendition, file] => {
+            let media = match crate::object::parse(&format!("/live/x/{rendition}/{file}"), None) {
+                Ok(o) if matches!(o.class, Class::Segment | Class::Init) => o,
+                _ => return refusal(&potok_storage::RecordingError::InvalidId),
+            };
+            let content_type = if media.class == Class::Init {
+                "video/mp4"
+            } else {
+                "video/iso.segment"
+            };
+            match recordings::get(&store, id).await {
+                Ok(m) if m.renditions.iter().any(|r| r.name == *rendition) => {
+                    match store.get(&recordings::media_key(&m, rendition, file)).await {
+                        Ok(Some(b)) => {
+                            Ok(stored_response(StatusCode::OK, content_type, IMMUTABLE, b))
+                        }
+                        Ok(None) => Err(potok_storage::RecordingError::NotFound),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Ok(_) => Err(potok_storage::RecordingError::NotFound),
+                Err(e) => Err(e),
+            }
+        }
+        _ => Err(potok_storage::RecordingError::InvalidId),
+    };
+    result.unwrap_or_else(|e| refusal(&e))
+}
+
+async fn thumbnail(
+    axum::extract::State(store): axum::extract::State<potok_storage::Store>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let Some(stream) = file.strip_suffix(".jpg") else {
+        return refusal(&potok_storage::RecordingError::NotFound);
+    };
+    if potok_storage::check_id(stream).is_err() {
+        return refusal(&potok_storage::RecordingError::InvalidId);
+    }
+    match store
+        .get(&potok_storage::recordings::thumbnail_key(stream))
+        .await
+    {
+        Ok(Some(b)) => stored_response(StatusCode::OK, "image/jpeg", "public, max-age=5", b),
+        Ok(None) => refusal(&potok_storage::RecordingError::NotFound),
+        Err(e) => refusal(&e.into()),
     }
 }

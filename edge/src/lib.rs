@@ -25,7 +25,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, Method};
 use axum::routing::get;
-use object_store::local::LocalFileSystem;
 use potok_config::{Config, Role};
 use potok_service::http::BindError;
 use potok_service::ops::role_router;
@@ -137,13 +136,22 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         _ => Arc::new(StaticOrigins(e.upstream.origins.clone())),
     };
     let upstream = Upstream::new(&e.upstream, resolver, config.cluster.secret.as_ref());
-    let fallback = e.archive_path.as_ref().and_then(|path| match LocalFileSystem::new_with_prefix(path) {
-        Ok(store) => Some(fallback::Fallback::new(Arc::new(store))),
+    // The store the origins write (`[storage]`; a local one at `edge.archive_path` too):
+    // segments an origin no longer holds, recordings, thumbnails.
+    let store = match potok_storage::Store::open(
+        &config.storage,
+        e.archive_path.clone(),
+        potok_storage::StorageMetrics::new(&ctx.metrics, "edge"),
+    ) {
+        Ok(store) => store,
         Err(err) => {
-            warn!(path = %path.display(), error = %err, "edge.archive_path unusable: no object-store fallback");
+            warn!(error = %err, "object store unusable: no fallback, recordings or thumbnails");
             None
         }
-    });
+    };
+    let fallback = store
+        .as_ref()
+        .map(|s| fallback::Fallback::new(Arc::clone(s.inner())));
     let metrics = metrics::EdgeMetrics::new(&ctx.metrics);
     let bytes_out = metrics.bytes_out.clone();
     let viewers = Arc::new(viewers::Viewers::default());
@@ -162,10 +170,13 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
         .allow_headers(Any)
         .expose_headers(Any);
-    let routes = Router::new()
+    let mut routes = Router::new()
         .route("/live/{*path}", get(proxy::handle))
-        .with_state(edge)
-        .layer(cors);
+        .with_state(edge);
+    if let Some(store) = store {
+        routes = routes.merge(fallback::stored_routes(store));
+    }
+    let routes = routes.layer(cors);
     let router = role_router(Role::Edge, routes, vec![upstream.readiness()], ctx);
     let mut server = RoleServer::bind(
         Role::Edge,

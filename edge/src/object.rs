@@ -96,7 +96,7 @@ pub fn parse(path: &str, query: Option<&str>) -> Result<Object, (StatusCode, &'s
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     let (class, msn) = match (rendition, file) {
         (None, "master.m3u8") => (Class::Master, None),
-        (Some(_), "index.m3u8") => (Class::Playlist, None),
+        (Some(_), "index.m3u8" | "dvr.m3u8") => (Class::Playlist, None),
         (Some(_), f)
             if f == "init.mp4"
                 || (f.starts_with("init-")

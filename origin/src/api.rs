@@ -6,6 +6,21 @@
 //! - `GET /live/{stream}/{rendition}/init.mp4` (`init-N.mp4` after a codec change)
 //! - `GET /live/{stream}/{rendition}/{msn}.m4s` — segment; `{msn}.{part}.m4s` — part
 //!
+//! - `GET /live/{stream}/{rendition}/dvr.m3u8` — the DVR variant: every segment of the
+//!   last `storage.recordings.dvr_window` (edges read those past the live window from the
+//!   store)
+//! - `GET /live/{stream}/thumbnail.jpg` — the stream's latest thumbnail
+//!
+//! Recordings (for the control plane; the same secret):
+//!
+//! - `POST /api/streams/{stream}/recording` (`{"renditions": [...], "max_duration_secs": N}`,
+//!   both optional) starts recording the live broadcast: `201 {"id": ...}`; `409` when
+//!   already recording, `404` when not live. `DELETE` stops it: `200 {"id": ...}`.
+//!   `GET` answers the recording in progress.
+//! - `GET /api/recordings[?stream=S]`, `GET|DELETE /api/recordings/{id}`,
+//!   `POST /api/recordings/{id}/clips` (`{"start": secs, "end": secs}`): the index in the
+//!   store (see `potok_storage::recordings`).
+//!
 //! These routes are for edges: when `cluster.secret` is set, every `/live/*` request must
 //! carry `Authorization: Bearer SECRET` (401 otherwise), so private streams cannot be read
 //! around the edges' token checks. `/healthz`, `/readyz` stay open.
@@ -61,6 +76,22 @@ pub(crate) fn routes(
         .expose_headers(Any);
     Router::new()
         .route("/live/{stream}/master.m3u8", get(master))
+        .route("/live/{stream}/thumbnail.jpg", get(thumbnail))
+        .route(
+            "/api/streams/{stream}/recording",
+            get(recording_status)
+                .post(start_recording)
+                .delete(stop_recording),
+        )
+        .route("/api/recordings", get(list_recordings))
+        .route(
+            "/api/recordings/{id}",
+            get(get_recording).delete(delete_recording),
+        )
+        .route(
+            "/api/recordings/{id}/clips",
+            axum::routing::post(create_clip),
+        )
         .route("/live/{stream}/{rendition}/{file}", get(rendition_file))
         .with_state(Api { streams, metrics })
         .layer(compress)
@@ -184,6 +215,7 @@ async fn master(State(api): State<Api>, Path(name): Path<String>) -> Response {
 /// What a file name under a rendition asks for.
 enum File {
     Playlist,
+    Dvr,
     Init(String),
     Segment(u64),
     Part(u64, u64),
@@ -192,6 +224,9 @@ enum File {
 fn parse_file(file: &str) -> Option<File> {
     if file == "index.m3u8" {
         return Some(File::Playlist);
+    }
+    if file == "dvr.m3u8" {
+        return Some(File::Dvr);
     }
     if file == "init.mp4" || (file.starts_with("init-") && file.ends_with(".mp4")) {
         return Some(File::Init(file.to_owned()));
@@ -223,6 +258,23 @@ async fn rendition_file(
     }
     match file {
         File::Playlist => media_playlist(&api, &stream, &rendition, &query).await,
+        File::Dvr => {
+            let window = api.streams.settings().dvr_window;
+            if window.is_zero() || api.streams.store().is_none() {
+                return not_found();
+            }
+            let st = stream.lock();
+            let ended = st.renditions.iter().all(|r| r.live.ended());
+            match st.rendition(&rendition) {
+                Some(r) if r.live.has_media() => {
+                    let body = crate::streams::dvr_playlist(r, window, ended);
+                    drop(st);
+                    api.metrics.bytes_out.inc_by(body.len() as u64);
+                    playlist_response(body, "no-cache")
+                }
+                _ => not_found(),
+            }
+        }
         File::Init(uri) => match stream
             .lock()
             .rendition(&rendition)
@@ -444,4 +496,152 @@ mod tests {
             assert!(parse_file(bad).is_none(), "{bad}");
         }
     }
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(value),
+    )
+        .into_response()
+}
+
+fn recording_error(e: &potok_storage::RecordingError) -> Response {
+    use potok_storage::RecordingError as E;
+    match e {
+        E::InvalidId => text(StatusCode::BAD_REQUEST, "invalid recording id"),
+        E::NotFound => not_found(),
+        E::EmptyRange => text(StatusCode::BAD_REQUEST, "the range holds no media"),
+        E::InProgress => text(StatusCode::CONFLICT, "the recording is still in progress"),
+        E::Corrupt(_) | E::Store(_) => {
+            tracing::warn!(error = %e, "recordings: store request failed");
+            text(StatusCode::BAD_GATEWAY, "object store unavailable")
+        }
+    }
+}
+
+fn control_error(e: &crate::streams::RecordingControl) -> Response {
+    use crate::streams::RecordingControl as C;
+    match e {
+        C::NoStorage => text(
+            StatusCode::NOT_FOUND,
+            "object storage is off on this origin",
+        ),
+        C::NotLive => text(StatusCode::NOT_FOUND, "the stream is not live here"),
+        C::Conflict => text(StatusCode::CONFLICT, "already recording / not recording"),
+        C::BadRendition => text(StatusCode::BAD_REQUEST, "invalid rendition name"),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct RecordingRef {
+    id: String,
+}
+
+async fn recording_status(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.streams.recording_of(&name) {
+        Some(id) => json(StatusCode::OK, &RecordingRef { id }),
+        None => text(StatusCode::NOT_FOUND, "not recording"),
+    }
+}
+
+async fn start_recording(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req: crate::archive::RecordingRequest = if body.is_empty() {
+        Default::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("invalid settings: {e}")),
+        }
+    };
+    match api.streams.start_recording(&name, &req) {
+        Ok(id) => json(StatusCode::CREATED, &RecordingRef { id }),
+        Err(e) => control_error(&e),
+    }
+}
+
+async fn stop_recording(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.streams.stop_recording(&name) {
+        Ok(id) => json(StatusCode::OK, &RecordingRef { id }),
+        Err(e) => control_error(&e),
+    }
+}
+
+async fn list_recordings(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(store) = api.streams.store() else {
+        return not_found();
+    };
+    match potok_storage::recordings::list(store, query.get("stream").map(String::as_str)).await {
+        Ok(list) => json(StatusCode::OK, &list),
+        Err(e) => recording_error(&e),
+    }
+}
+
+async fn get_recording(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let Some(store) = api.streams.store() else {
+        return not_found();
+    };
+    match potok_storage::recordings::get(store, &id).await {
+        Ok(m) => json(StatusCode::OK, &m),
+        Err(e) => recording_error(&e),
+    }
+}
+
+async fn delete_recording(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let Some(store) = api.streams.store() else {
+        return not_found();
+    };
+    match potok_storage::recordings::delete(store, &id).await {
+        Ok(()) => {
+            tracing::info!(recording = %id, "recording deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => recording_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClipRequest {
+    start: f64,
+    end: f64,
+}
+
+async fn create_clip(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Some(store) = api.streams.store() else {
+        return not_found();
+    };
+    let req: ClipRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("invalid clip: {e}")),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match potok_storage::recordings::create_clip(store, &id, req.start, req.end, now).await {
+        Ok(m) => json(StatusCode::CREATED, &m),
+        Err(e) => recording_error(&e),
+    }
+}
+
+async fn thumbnail(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    let Some(jpeg) = api.streams.thumbnail(&name) else {
+        return not_found();
+    };
+    let mut r = Response::new(Body::from(jpeg));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=5"),
+    );
+    r
 }

@@ -21,11 +21,9 @@ mod rtmp;
 mod srt;
 mod streams;
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use object_store::local::LocalFileSystem;
 use potok_config::{Config, Role};
 use potok_media::hls::live::LiveConfig;
 use potok_media::packager::PackagerConfig;
@@ -51,14 +49,9 @@ pub enum StartError {
     /// The transcoder's encoder cannot be used.
     #[error("{0}")]
     Transcode(String),
-    /// The archive's object store could not be opened.
-    #[error("origin.archive.path: cannot use {}: {reason}", path.display())]
-    Archive {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// The object store or the spool could not be opened (the message names the field).
+    #[error("{0}")]
+    Archive(String),
 }
 
 /// Binds the origin's HTTP API and ingest listeners. With `cluster.control_plane_url` the
@@ -126,6 +119,8 @@ async fn bind_inner(
         retention: o.hls.ended_retention.get(),
         max_held: o.hls.max_held_requests,
         transcode: None,
+        dvr_window: config.storage.recordings.dvr_window.get(),
+        thumbnail_interval: config.storage.recordings.thumbnail_interval.get(),
     };
     let mut settings = settings;
     let per_stream: std::collections::HashMap<String, bool> = o
@@ -147,24 +142,38 @@ async fn bind_inner(
     let metrics = metrics::OriginMetrics::new(&ctx.metrics);
 
     let archive = if o.archive.enabled {
-        let path = o
+        let local = o
             .archive
             .path
             .clone()
             .unwrap_or_else(|| config.node.data_dir.join("archive"));
-        let store = std::fs::create_dir_all(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|()| LocalFileSystem::new_with_prefix(&path).map_err(|e| e.to_string()))
-            .map_err(|reason| StartError::Archive {
-                path: path.clone(),
-                reason,
-            })?;
-        Some(archive::Archiver::start(
-            Arc::new(store),
-            o.archive.queue,
-            &ctx.metrics,
+        let store = potok_storage::Store::open(
+            &config.storage,
+            Some(local),
+            potok_storage::StorageMetrics::new(&ctx.metrics, "origin"),
+        )
+        .map_err(|e| StartError::Archive(e.to_string()))?
+        .ok_or_else(|| StartError::Archive("no store configured".into()))?;
+        let spool_dir = config
+            .storage
+            .spool
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.node.data_dir.join("spool"));
+        let archiver = archive::Archiver::start(
+            store,
+            &spool_dir,
+            config.storage.spool.max_bytes.bytes(),
+            config.storage.recordings.clone(),
             ctx.shutdown.clone(),
-        ))
+        )
+        .map_err(|e| StartError::Archive(e.to_string()))?;
+        tokio::spawn(archive::sweep_retention(
+            archiver.store().clone(),
+            config.storage.recordings.clone(),
+            ctx.shutdown.clone(),
+        ));
+        Some(archiver)
     } else {
         None
     };

@@ -24,7 +24,7 @@ use potok_media::packager::{Continuation, Packager, PackagerConfig, PackagerEven
 use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
-use crate::archive::Archiver;
+use crate::archive::{ActiveRecording, Archiver, RecordedRendition, RecordingRequest};
 use crate::metrics::OriginMetrics;
 
 /// The one rendition until the transcoder adds a ladder.
@@ -40,6 +40,10 @@ pub(crate) struct StreamSettings {
     pub(crate) max_held: usize,
     /// The ABR ladder, when any stream may be transcoded.
     pub(crate) transcode: Option<Arc<crate::ladder::TranscodeSetup>>,
+    /// How far back `dvr.m3u8` reaches (zero: no DVR playlist).
+    pub(crate) dvr_window: Duration,
+    /// How often a live stream's thumbnail is refreshed (zero: never).
+    pub(crate) thumbnail_interval: Duration,
 }
 
 impl StreamSettings {
@@ -205,6 +209,11 @@ pub(crate) struct StreamState {
     kick: tokio_util::sync::CancellationToken,
     /// The stream was stopped: when its publisher goes, it ends at once (no grace period).
     stopped: bool,
+    /// The recording in progress.
+    recording: Option<ActiveRecording>,
+    /// Whether any recording used this broadcast (else its archived media is deleted at
+    /// its end).
+    recorded: bool,
 }
 
 impl StreamState {
@@ -297,6 +306,8 @@ pub(crate) struct Streams {
     archive: Option<Archiver>,
     metrics: OriginMetrics,
     next_session: std::sync::atomic::AtomicU64,
+    /// The latest thumbnail of each stream.
+    thumbnails: Mutex<HashMap<String, Bytes>>,
 }
 
 fn now_ms() -> i64 {
@@ -317,6 +328,7 @@ impl Streams {
             archive,
             metrics,
             next_session: std::sync::atomic::AtomicU64::new(1),
+            thumbnails: Mutex::new(HashMap::new()),
         }
     }
 
@@ -357,6 +369,8 @@ impl Streams {
                 epoch_ms: None,
                 kick: tokio_util::sync::CancellationToken::new(),
                 stopped: false,
+                recording: None,
+                recorded: false,
             }),
             changed,
             held: Arc::new(Semaphore::new(self.settings.max_held)),
@@ -471,6 +485,23 @@ impl Streams {
             stream.notify();
         } else {
             info!(stream = name, "broadcast started");
+            if let Some(archive) = &self.archive
+                && archive.recordings.records(name)
+            {
+                let mut st = stream.lock();
+                if st.recording.is_none() {
+                    let first = st.continuation.msn;
+                    let broadcast = st.broadcast.clone();
+                    st.recording = Some(archive.begin(
+                        name,
+                        &broadcast,
+                        first,
+                        &RecordingRequest::default(),
+                        now_ms(),
+                    ));
+                    st.recorded = true;
+                }
+            }
         }
         Ok(PublishSession {
             streams: Arc::clone(self),
@@ -486,6 +517,8 @@ impl Streams {
             last_ts: None,
             ts_high: 0,
             warned_late_audio: false,
+            last_thumbnail: None,
+            thumbnail_busy: Arc::default(),
             bytes: self
                 .metrics
                 .ingest_bytes
@@ -711,7 +744,14 @@ impl Streams {
                 r.live.end();
             }
             if let Some(archive) = &self.archive {
-                for r in &st.renditions {
+                if let Some(rec) = st.recording.take() {
+                    let recorded = recorded_renditions(&st);
+                    archive.finish(&stream.name, &st.broadcast, &rec, recorded, now_ms());
+                }
+                if !st.recorded {
+                    archive.forget_broadcast(&stream.name, &st.broadcast);
+                }
+                for r in st.renditions.iter().filter(|_| st.recorded) {
                     let key = format!("{}/{}/{}/index.m3u8", stream.name, st.broadcast, r.name);
                     archive.put(
                         key,
@@ -735,6 +775,158 @@ impl Streams {
             map.remove(&stream.name);
         }
     }
+}
+
+/// Why a recording cannot start or stop.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RecordingControl {
+    /// Object storage is off (`origin.archive.enabled = false`).
+    NoStorage,
+    /// The stream is not live.
+    NotLive,
+    /// Already recording (start) or not recording (stop).
+    Conflict,
+    /// A requested rendition name is invalid.
+    BadRendition,
+}
+
+impl Streams {
+    /// The seed's `startRecording`: records the live broadcast of `name` from its next
+    /// segment with `req`'s settings; returns the recording id.
+    pub(crate) fn start_recording(
+        &self,
+        name: &str,
+        req: &RecordingRequest,
+    ) -> Result<String, RecordingControl> {
+        let archive = self.archive.as_ref().ok_or(RecordingControl::NoStorage)?;
+        if req
+            .renditions
+            .iter()
+            .any(|r| potok_storage::recordings::check_rendition(r).is_err())
+        {
+            return Err(RecordingControl::BadRendition);
+        }
+        let stream = self.get(name).ok_or(RecordingControl::NotLive)?;
+        let mut st = stream.lock();
+        if st.publisher == Publisher::Ended {
+            return Err(RecordingControl::NotLive);
+        }
+        if st.recording.is_some() {
+            return Err(RecordingControl::Conflict);
+        }
+        let next = st
+            .renditions
+            .iter()
+            .find(|r| r.name == SOURCE)
+            .map_or(st.continuation.msn, |r| r.live.next_msn());
+        let broadcast = st.broadcast.clone();
+        let rec = archive.begin(name, &broadcast, next, req, now_ms());
+        let id = rec.id.clone();
+        st.recording = Some(rec);
+        st.recorded = true;
+        Ok(id)
+    }
+
+    /// The seed's `stopRecording`: ends the recording of `name` with the segments finished
+    /// so far; returns its id.
+    pub(crate) fn stop_recording(&self, name: &str) -> Result<String, RecordingControl> {
+        let archive = self.archive.as_ref().ok_or(RecordingControl::NoStorage)?;
+        let stream = self.get(name).ok_or(RecordingControl::NotLive)?;
+        let mut st = stream.lock();
+        let rec = st.recording.take().ok_or(RecordingControl::Conflict)?;
+        let recorded = recorded_renditions(&st);
+        archive.finish(name, &st.broadcast, &rec, recorded, now_ms());
+        Ok(rec.id)
+    }
+
+    /// The latest thumbnail of `name` (JPEG), while it is live or recently ended.
+    pub(crate) fn thumbnail(&self, name: &str) -> Option<Bytes> {
+        self.get(name)?;
+        self.thumbnails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn set_thumbnail(&self, name: &str, jpeg: Bytes) {
+        if let Some(archive) = &self.archive {
+            archive.put(
+                potok_storage::recordings::thumbnail_key(name),
+                vec![jpeg.clone()],
+            );
+        }
+        let mut map = self
+            .thumbnails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded by the streams: only names of existing streams are kept.
+        map.insert(name.to_owned(), jpeg);
+        let live: Vec<String> = self.map().keys().cloned().collect();
+        map.retain(|k, _| live.contains(k));
+    }
+
+    /// The id of the recording of `name` in progress, if any.
+    pub(crate) fn recording_of(&self, name: &str) -> Option<String> {
+        let stream = self.get(name)?;
+        let st = stream.lock();
+        st.recording.as_ref().map(|r| r.id.clone())
+    }
+
+    /// The store recordings live in, when storage is on.
+    pub(crate) fn store(&self) -> Option<&potok_storage::Store> {
+        self.archive.as_ref().map(Archiver::store)
+    }
+}
+
+/// The DVR playlist of rendition `r`: the finished segments of the last `window` (older
+/// ones than the live window are read by edges from the store), without `EXT-X-ENDLIST`
+/// while live.
+pub(crate) fn dvr_playlist(r: &Rendition, window: Duration, ended: bool) -> String {
+    let mut total = 0.0;
+    let limit = window.as_secs_f64();
+    let mut segments: Vec<potok_storage::vod::VodSegment> = r
+        .vod
+        .iter()
+        .rev()
+        .take_while(|e| {
+            total += e.duration as f64 / f64::from(TIMEBASE);
+            total <= limit + 0.001
+        })
+        .map(vod_segment)
+        .collect();
+    segments.reverse();
+    if let Some(first) = segments.first_mut() {
+        first.discontinuity = false;
+    }
+    potok_storage::vod::media_playlist(&segments, !ended)
+}
+
+fn vod_segment(e: &VodEntry) -> potok_storage::vod::VodSegment {
+    potok_storage::vod::VodSegment {
+        msn: e.msn,
+        duration: e.duration as f64 / f64::from(TIMEBASE),
+        discontinuity: e.discontinuity,
+        init: e.init.clone(),
+    }
+}
+
+/// Every rendition with media, as a recording keeps it.
+fn recorded_renditions(st: &StreamState) -> Vec<RecordedRendition> {
+    st.renditions
+        .iter()
+        .filter(|r| !r.vod.is_empty() && !r.codecs.is_empty())
+        .map(|r| RecordedRendition {
+            info: potok_storage::RenditionInfo {
+                name: r.name.clone(),
+                bandwidth: r.live.bandwidth().map_or(5_000_000, |(peak, _)| peak),
+                codecs: r.codecs.clone(),
+                resolution: r.resolution,
+                frame_rate: r.frame_rate.or(st.metadata.frame_rate),
+            },
+            segments: r.vod.iter().map(vod_segment).collect(),
+        })
+        .collect()
 }
 
 /// The rendition whose output a shed rung at `pos` carries: the nearest rung below that
@@ -802,6 +994,8 @@ pub(crate) struct PublishSession {
     ts_high: i64,
     warned_late_audio: bool,
     bytes: prometheus::IntCounter,
+    last_thumbnail: Option<std::time::Instant>,
+    thumbnail_busy: Arc<std::sync::atomic::AtomicBool>,
     video_frames: prometheus::IntCounter,
     audio_frames: prometheus::IntCounter,
 }
@@ -994,7 +1188,42 @@ impl PublishSession {
         self.push(au);
     }
 
+    /// Every `storage.recordings.thumbnail_interval`, a keyframe becomes the stream's
+    /// thumbnail, decoded off the ingest task (one at a time per stream).
+    fn maybe_thumbnail(&mut self, au: &AccessUnit) {
+        let interval = self.streams.settings.thumbnail_interval;
+        if interval.is_zero() || au.track != TrackKind::Video || !au.keyframe {
+            return;
+        }
+        if self.last_thumbnail.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        let Some(config) = self.video.clone() else {
+            return;
+        };
+        if self
+            .thumbnail_busy
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        self.last_thumbnail = Some(std::time::Instant::now());
+        let busy = Arc::clone(&self.thumbnail_busy);
+        let streams = Arc::clone(&self.streams);
+        let name = self.stream.name.clone();
+        let sample = au.data.clone();
+        tokio::task::spawn_blocking(move || {
+            match potok_transcoder::thumbnail::jpeg(&config, &sample) {
+                Ok(Some((jpeg, _size))) => streams.set_thumbnail(&name, Bytes::from(jpeg)),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(stream = %name, error = %e, "thumbnail not decoded"),
+            }
+            busy.store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
+
     fn push(&mut self, au: AccessUnit) {
+        self.maybe_thumbnail(&au);
         if let Some(p) = self.packager.as_mut() {
             if let Some(ladder) = self.ladder.as_mut() {
                 ladder.push(au.clone());
@@ -1116,6 +1345,8 @@ mod tests {
             epoch_ms: None,
             kick: tokio_util::sync::CancellationToken::new(),
             stopped: false,
+            recording: None,
+            recorded: false,
         }
     }
 
@@ -1164,6 +1395,8 @@ mod tests {
                 retention: Duration::from_secs(1),
                 max_held: 10,
                 transcode: None,
+                dvr_window: Duration::ZERO,
+                thumbnail_interval: Duration::ZERO,
             },
             None,
             OriginMetrics::new(&potok_service::Metrics::new()),

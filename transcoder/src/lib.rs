@@ -11,6 +11,7 @@ pub mod encoders;
 mod ffi;
 pub mod ladder;
 mod metrics;
+pub mod thumbnail;
 
 pub use encoders::{Choice, ChoiceError, EncoderSettings, Probe};
 pub use ffi::{AvError, HwKind, VideoCodec};
