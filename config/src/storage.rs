@@ -264,4 +264,37 @@ mod tests {
             assert!(!region_in_russia(r), "{r}");
         }
     }
+
+    #[test]
+    fn config_check_warns_about_storage_outside_russia_naming_the_field() {
+        let mut c = crate::Config::default();
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3.endpoint = "https://s3.eu-central-1.amazonaws.com".into();
+        c.storage.s3.region = "eu-central-1".into();
+        c.storage.s3.bucket = "potok".into();
+        c.storage.s3.access_key_id = Some(Secret::new("k"));
+        c.storage.s3.secret_access_key = Some(Secret::new("s"));
+        let roles = [crate::Role::Origin];
+        assert!(c.validate(&roles).is_ok());
+        let fields: Vec<String> = c.warnings(&roles).into_iter().map(|w| w.path).collect();
+        assert!(
+            fields.contains(&"storage.s3.endpoint".to_owned()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"storage.s3.region".to_owned()),
+            "{fields:?}"
+        );
+        c.storage.s3.endpoint = "https://storage.yandexcloud.net".into();
+        c.storage.s3.region = "ru-central1".into();
+        let fields: Vec<String> = c.warnings(&roles).into_iter().map(|w| w.path).collect();
+        assert!(
+            !fields.iter().any(|f| f.starts_with("storage.")),
+            "{fields:?}"
+        );
+        // The old local paths are refused with S3, naming them.
+        c.origin.archive.path = Some("/tmp/a".into());
+        let err = c.validate(&roles).unwrap_err().to_string();
+        assert!(err.contains("origin.archive.path"), "{err}");
+    }
 }
