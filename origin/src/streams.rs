@@ -1214,7 +1214,7 @@ impl PublishSession {
         let sample = au.data.clone();
         tokio::task::spawn_blocking(move || {
             match potok_transcoder::thumbnail::jpeg(&config, &sample) {
-                Ok(Some((jpeg, _size))) => streams.set_thumbnail(&name, Bytes::from(jpeg)),
+                Ok(Some(t)) => streams.set_thumbnail(&name, Bytes::from(t.jpeg)),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(stream = %name, error = %e, "thumbnail not decoded"),
             }

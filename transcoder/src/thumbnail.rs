@@ -6,10 +6,21 @@ use potok_media::frame::CodecConfig;
 use crate::VideoCodec;
 use crate::ffi::{AvError, Decoder, Encoder, EncoderParams, PixFmt, Scaler};
 
+/// A decoded thumbnail.
+#[derive(Clone, Debug)]
+pub struct Thumbnail {
+    /// The JPEG file.
+    pub jpeg: Vec<u8>,
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+}
+
 /// A JPEG of the keyframe `sample` (length-prefixed NAL units / an AV1 temporal unit) of a
-/// stream with video configuration `config`, and the picture's width and height. `None`
-/// for a configuration that is not video.
-pub fn jpeg(config: &CodecConfig, sample: &[u8]) -> Result<Option<(Vec<u8>, (u32, u32))>, AvError> {
+/// stream with video configuration `config`, at the picture's own size. `None` for a
+/// configuration that is not video or a sample that gives no picture.
+pub fn jpeg(config: &CodecConfig, sample: &[u8]) -> Result<Option<Thumbnail>, AvError> {
     let (codec, record) = match config {
         CodecConfig::Avc(c) => (VideoCodec::H264, &c.record),
         CodecConfig::Hevc(c) => (VideoCodec::Hevc, &c.record),
@@ -49,7 +60,11 @@ pub fn jpeg(config: &CodecConfig, sample: &[u8]) -> Result<Option<(Vec<u8>, (u32
     encoder.send(Some(&picture))?;
     encoder.send(None)?;
     match encoder.receive()? {
-        Some(out) => Ok(Some((out.data, (width, height)))),
+        Some(out) => Ok(Some(Thumbnail {
+            jpeg: out.data,
+            width,
+            height,
+        })),
         None => Ok(None),
     }
 }

@@ -71,8 +71,10 @@ impl Moto {
 
     /// `[storage]` for this server.
     pub fn storage(&self) -> potok_config::StorageConfig {
-        let mut s = potok_config::StorageConfig::default();
-        s.backend = potok_config::StorageBackend::S3;
+        let mut s = potok_config::StorageConfig {
+            backend: potok_config::StorageBackend::S3,
+            ..Default::default()
+        };
         s.s3.endpoint = self.endpoint.clone();
         s.s3.region = "ru-central1".into();
         s.s3.bucket = BUCKET.into();
