@@ -135,7 +135,10 @@ async fn finished_recording(origin: &Origin, limit: Duration) -> serde_json::Val
         let got = get(&origin.url(&format!("/api/recordings?stream={STREAM}"))).await;
         if got.status == 200 {
             let list: Vec<serde_json::Value> = serde_json::from_slice(&got.body).unwrap();
-            if let Some(m) = list.iter().find(|m| m["ended_ms"].is_number()) {
+            if let Some(m) = list
+                .iter()
+                .find(|m| m["kind"] == "recording" && m["ended_ms"].is_number())
+            {
                 return m.clone();
             }
         }
@@ -207,6 +210,16 @@ async fn a_broadcast_becomes_a_vod_with_dvr_thumbnails_and_clips_through_the_edg
     let got = wait_ok(&edge.url(&path), Duration::from_secs(10)).await;
     assert!(got.body.len() > 1000);
 
+    // A highlight during the broadcast: a clip of the recording in progress.
+    let (status, body) = post(
+        &origin.url(&format!("/api/streams/{STREAM}/clips")),
+        r#"{"start": 1.0, "end": 3.0}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let live_clip: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let live_clip = live_clip["id"].as_str().unwrap().to_owned();
+
     // The broadcast ends: its recording plays through the edge.
     assert!(publisher.wait(Duration::from_secs(60)).await);
     let m = finished_recording(&origin, Duration::from_secs(30)).await;
@@ -242,6 +255,12 @@ async fn a_broadcast_becomes_a_vod_with_dvr_thumbnails_and_clips_through_the_edg
     assert!(
         (2.5..8.0).contains(&clip_len),
         "clip of {clip_len} s for 3 s asked"
+    );
+
+    let live_len = duration_of(&edge.url(&format!("/vod/{live_clip}/master.m3u8"))).await;
+    assert!(
+        (1.5..6.0).contains(&live_len),
+        "live clip of {live_len} s for 2 s asked"
     );
 
     // Ids that could leave the index are refused.

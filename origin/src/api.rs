@@ -17,6 +17,8 @@
 //!   both optional) starts recording the live broadcast: `201 {"id": ...}`; `409` when
 //!   already recording, `404` when not live. `DELETE` stops it: `200 {"id": ...}`.
 //!   `GET` answers the recording in progress.
+//! - `POST /api/streams/{stream}/clips` (`{"start": secs, "end": secs}` from the start of
+//!   the recording in progress): `highlightMoment` during the broadcast, `201` the clip.
 //! - `GET /api/recordings[?stream=S]`, `GET|DELETE /api/recordings/{id}`,
 //!   `POST /api/recordings/{id}/clips` (`{"start": secs, "end": secs}`): the index in the
 //!   store (see `potok_storage::recordings`).
@@ -82,6 +84,10 @@ pub(crate) fn routes(
             get(recording_status)
                 .post(start_recording)
                 .delete(stop_recording),
+        )
+        .route(
+            "/api/streams/{stream}/clips",
+            axum::routing::post(clip_live),
         )
         .route("/api/recordings", get(list_recordings))
         .route(
@@ -629,6 +635,18 @@ async fn create_clip(State(api): State<Api>, Path(id): Path<String>, body: Bytes
     match potok_storage::recordings::create_clip(store, &id, req.start, req.end, now).await {
         Ok(m) => json(StatusCode::CREATED, &m),
         Err(e) => recording_error(&e),
+    }
+}
+
+async fn clip_live(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> Response {
+    let req: ClipRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("invalid clip: {e}")),
+    };
+    match api.streams.clip_live(&name, req.start, req.end) {
+        Ok(m) => json(StatusCode::CREATED, &m),
+        Err(Ok(c)) => control_error(&c),
+        Err(Err(e)) => recording_error(&e),
     }
 }
 

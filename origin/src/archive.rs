@@ -128,6 +128,52 @@ impl Archiver {
         rec
     }
 
+    /// Cuts `[start, end)` seconds of the recording in progress `rec` into a clip, written
+    /// after the segments it names (the newest may still be on their way to the store).
+    pub(crate) fn clip(
+        &self,
+        stream: &str,
+        broadcast: &str,
+        rec: &ActiveRecording,
+        renditions: Vec<RecordedRendition>,
+        start: f64,
+        end: f64,
+        now_ms: i64,
+    ) -> Result<Manifest, potok_storage::RecordingError> {
+        let parent = Manifest {
+            id: rec.id.clone(),
+            kind: Kind::Recording,
+            stream: stream.to_owned(),
+            broadcast: broadcast.to_owned(),
+            parent: None,
+            range: None,
+            started_ms: rec.started_ms,
+            ended_ms: None,
+            duration: 0.0,
+            renditions: Vec::new(),
+        };
+        let segments: Vec<(RenditionInfo, Vec<VodSegment>)> = renditions
+            .into_iter()
+            .filter(|r| rec.keeps(&r.info.name))
+            .map(|r| {
+                let s = r
+                    .segments
+                    .into_iter()
+                    .filter(|s| s.msn >= rec.first_msn)
+                    .collect();
+                (r.info, s)
+            })
+            .collect();
+        let plan = recordings::plan_clip(&parent, &segments, start, end, now_ms)?;
+        for (key, text) in plan.playlists {
+            self.put_after(key, vec![Bytes::from(text)]);
+        }
+        let m = plan.manifest;
+        self.put_after(recordings::manifest_key(&m.id), vec![m.to_json()]);
+        info!(stream, clip = %m.id, start, end, "clip of the live recording queued");
+        Ok(m)
+    }
+
     /// Writes the VOD playlists and the final manifest of `rec`.
     pub(crate) fn finish(
         &self,

@@ -866,6 +866,38 @@ impl Streams {
         map.retain(|k, _| live.contains(k));
     }
 
+    /// The seed's `highlightMoment` during a broadcast: `[start, end)` seconds of the
+    /// recording in progress of `name`, as a clip.
+    pub(crate) fn clip_live(
+        &self,
+        name: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<potok_storage::Manifest, Result<RecordingControl, potok_storage::RecordingError>>
+    {
+        let archive = self
+            .archive
+            .as_ref()
+            .ok_or(Ok(RecordingControl::NoStorage))?;
+        let stream = self.get(name).ok_or(Ok(RecordingControl::NotLive))?;
+        let st = stream.lock();
+        let rec = st
+            .recording
+            .as_ref()
+            .ok_or(Ok(RecordingControl::Conflict))?;
+        archive
+            .clip(
+                name,
+                &st.broadcast,
+                rec,
+                recorded_renditions(&st),
+                start,
+                end,
+                now_ms(),
+            )
+            .map_err(Err)
+    }
+
     /// The id of the recording of `name` in progress, if any.
     pub(crate) fn recording_of(&self, name: &str) -> Option<String> {
         let stream = self.get(name)?;

@@ -26,6 +26,6 @@ mod store;
 pub mod vod;
 
 pub use metrics::StorageMetrics;
-pub use recordings::{Kind, Manifest, RecordingError, RenditionInfo, check_id};
+pub use recordings::{ClipPlan, Kind, Manifest, RecordingError, RenditionInfo, check_id};
 pub use spool::{Spool, SpoolError};
 pub use store::{Store, StoreError};

@@ -226,9 +226,70 @@ pub async fn master_playlist(store: &Store, id: &str) -> Result<String, Recordin
     Ok(vod::master_playlist(&m.renditions))
 }
 
-/// Cuts `[start, end)` seconds of recording `id` into a clip (whole segments: it starts on
-/// the keyframe at or before `start`) with its own playlists and manifest. Cutting the same
-/// range again gives the same clip.
+/// A clip ready to be written: its playlists (key, text), then its manifest.
+#[derive(Clone, Debug)]
+pub struct ClipPlan {
+    /// The clip's manifest (write it last).
+    pub manifest: Manifest,
+    /// Its media playlists: store key and text.
+    pub playlists: Vec<(String, String)>,
+}
+
+/// Plans the clip `[start, end)` seconds (from the recording's beginning) of `parent`, whose
+/// renditions have `segments`: whole segments, so it starts on the keyframe at or before
+/// `start`. The same range of the same recording gives the same clip id.
+pub fn plan_clip(
+    parent: &Manifest,
+    segments: &[(RenditionInfo, Vec<VodSegment>)],
+    start: f64,
+    end: f64,
+    now_ms: i64,
+) -> Result<ClipPlan, RecordingError> {
+    if !(start.is_finite() && end.is_finite() && start >= 0.0 && end > start) {
+        return Err(RecordingError::EmptyRange);
+    }
+    let id = format!(
+        "{}-clip-{}-{}",
+        parent.id,
+        (start * 1000.0) as u64,
+        (end * 1000.0) as u64
+    );
+    check_id(&id)?;
+    let mut playlists = Vec::new();
+    let mut renditions = Vec::new();
+    let mut duration: f64 = 0.0;
+    for (r, all) in segments {
+        let cut = vod::cut(all, start, end);
+        if cut.is_empty() {
+            continue;
+        }
+        duration = duration.max(cut.iter().map(|s| s.duration).sum());
+        playlists.push((playlist_key(&id, &r.name), vod::media_playlist(&cut, false)));
+        renditions.push(r.clone());
+    }
+    if playlists.is_empty() {
+        return Err(RecordingError::EmptyRange);
+    }
+    Ok(ClipPlan {
+        manifest: Manifest {
+            id,
+            kind: Kind::Clip,
+            stream: parent.stream.clone(),
+            broadcast: parent.broadcast.clone(),
+            parent: Some(parent.id.clone()),
+            range: Some((start, end)),
+            started_ms: now_ms,
+            ended_ms: Some(now_ms),
+            duration,
+            renditions,
+        },
+        playlists,
+    })
+}
+
+/// Cuts `[start, end)` seconds of the finished recording `id` into a clip with its own
+/// playlists and manifest (see [`plan_clip`]). A recording still in progress is cut by its
+/// origin (`POST /api/streams/{stream}/clips`), which holds its newest segments.
 pub async fn create_clip(
     store: &Store,
     id: &str,
@@ -243,52 +304,15 @@ pub async fn create_clip(
     if parent.ended_ms.is_none() {
         return Err(RecordingError::InProgress);
     }
-    if !(start.is_finite() && end.is_finite() && start >= 0.0 && end > start) {
-        return Err(RecordingError::EmptyRange);
-    }
-    let clip_id = format!(
-        "{}-clip-{}-{}",
-        parent.id,
-        (start * 1000.0) as u64,
-        (end * 1000.0) as u64
-    );
-    check_id(&clip_id)?;
-    let mut playlists = Vec::new();
-    let mut duration: f64 = 0.0;
+    let mut all = Vec::new();
     for r in &parent.renditions {
-        let text = media_playlist(store, id, &r.name).await?;
-        let parsed = MediaPlaylist::parse(&text)
-            .map_err(|_| RecordingError::Corrupt(playlist_key(id, &r.name)))?;
-        let cut = vod::cut(&vod::segments_of(&parsed), start, end);
-        if cut.is_empty() {
-            continue;
-        }
-        duration = duration.max(cut.iter().map(|s| s.duration).sum());
-        playlists.push((r.clone(), vod::media_playlist(&cut, false)));
+        all.push((r.clone(), segments(store, id, &r.name).await?));
     }
-    if playlists.is_empty() {
-        return Err(RecordingError::EmptyRange);
+    let plan = plan_clip(&parent, &all, start, end, now_ms)?;
+    for (key, text) in &plan.playlists {
+        store.put(key, vec![Bytes::from(text.clone())]).await?;
     }
-    for (r, text) in &playlists {
-        store
-            .put(
-                &playlist_key(&clip_id, &r.name),
-                vec![Bytes::from(text.clone())],
-            )
-            .await?;
-    }
-    let clip = Manifest {
-        id: clip_id,
-        kind: Kind::Clip,
-        stream: parent.stream.clone(),
-        broadcast: parent.broadcast.clone(),
-        parent: Some(parent.id.clone()),
-        range: Some((start, end)),
-        started_ms: now_ms,
-        ended_ms: Some(now_ms),
-        duration,
-        renditions: playlists.into_iter().map(|(r, _)| r).collect(),
-    };
+    let clip = plan.manifest;
     store
         .put(&manifest_key(&clip.id), vec![clip.to_json()])
         .await?;
