@@ -128,7 +128,7 @@ impl Archiver {
         rec
     }
 
-    /// Cuts `[start, end)` seconds of the recording in progress `rec` into a clip, written
+    /// Cuts `[start, end)` seconds (`range`) of the recording in progress `rec` into a clip, written
     /// after the segments it names (the newest may still be on their way to the store).
     pub(crate) fn clip(
         &self,
@@ -136,8 +136,7 @@ impl Archiver {
         broadcast: &str,
         rec: &ActiveRecording,
         renditions: Vec<RecordedRendition>,
-        start: f64,
-        end: f64,
+        (start, end): (f64, f64),
         now_ms: i64,
     ) -> Result<Manifest, potok_storage::RecordingError> {
         let parent = Manifest {

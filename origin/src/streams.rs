@@ -891,8 +891,7 @@ impl Streams {
                 &st.broadcast,
                 rec,
                 recorded_renditions(&st),
-                start,
-                end,
+                (start, end),
                 now_ms(),
             )
             .map_err(Err)
