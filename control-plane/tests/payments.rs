@@ -411,7 +411,18 @@ async fn yookassa_create_confirm_notify_credits_once_with_the_right_split() {
     assert_eq!((s, ack["result"].as_str()), (200, Some("unchanged")));
     assert_eq!(balance(&cp, &alice).await, 42_500);
 
-    // The chat shows it once, highlighted, with the amount.
+    // The chat shows it once, highlighted, with the amount (posted by the dispatcher).
+    wait_for(Duration::from_secs(10), async || {
+        let (_, h) = cp
+            .call("GET", "/api/v1/chat/alice/messages", None, None)
+            .await;
+        h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["is_donation_message"] == true)
+    })
+    .await;
     let (_, history) = cp
         .call("GET", "/api/v1/chat/alice/messages", None, None)
         .await;
@@ -868,6 +879,17 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
     kinds.sort();
     assert_eq!(kinds, ["donation", "goal"]);
     // The streamer is told.
+    wait_for(Duration::from_secs(10), async || {
+        let (_, n) = cp
+            .call("GET", "/api/v1/notifications", Some(&alice), None)
+            .await;
+        n["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "donation")
+    })
+    .await;
     let (_, n) = cp
         .call("GET", "/api/v1/notifications", Some(&alice), None)
         .await;
@@ -880,6 +902,17 @@ async fn in_the_sandbox_a_donation_reaches_the_balance_the_chat_the_overlay_and_
         "{n}"
     );
     // The chat shows it (as text, not markup: pages render with textContent).
+    wait_for(Duration::from_secs(10), async || {
+        let (_, h) = cp
+            .call("GET", "/api/v1/chat/alice/messages", None, None)
+            .await;
+        h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["is_donation_message"] == true)
+    })
+    .await;
     let (_, history) = cp
         .call("GET", "/api/v1/chat/alice/messages", None, None)
         .await;
@@ -1356,6 +1389,13 @@ async fn requests_boosts_highlights_competitions_challenges_and_chargebacks() {
         .await;
     assert_eq!(s, 201, "{started}");
     sandbox_pay(&cp, &started, true).await;
+    wait_for(Duration::from_secs(10), async || {
+        let (_, st) = cp
+            .call("GET", "/api/v1/chat/alice/settings", None, None)
+            .await;
+        st["pinned_message_id"] == mid
+    })
+    .await;
     let (_, settings) = cp
         .call("GET", "/api/v1/chat/alice/settings", None, None)
         .await;
@@ -1483,6 +1523,17 @@ async fn requests_boosts_highlights_competitions_challenges_and_chargebacks() {
     assert_eq!(balance(&cp, &alice).await, -5_100);
     let (_, b) = cp.call("GET", "/api/v1/balance", Some(&alice), None).await;
     assert_eq!(b["available"], 0);
+    wait_for(Duration::from_secs(10), async || {
+        let (_, n) = cp
+            .call("GET", "/api/v1/notifications", Some(&alice), None)
+            .await;
+        n["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "chargeback")
+    })
+    .await;
     let (_, n) = cp
         .call("GET", "/api/v1/notifications", Some(&alice), None)
         .await;

@@ -102,17 +102,18 @@ pub(crate) async fn post(
     // Own accounts first, shared ones last (shortest lock on the hot rows).
     let mut ordered: Vec<&(Account<'_>, i64)> = entries.iter().filter(|(_, a)| *a != 0).collect();
     ordered.sort_by_key(|(acc, _)| (acc.shared(), acc.id(currency)));
-    for (account, amount) in ordered {
-        let account_id = account.id(currency);
+    for (account, amount) in &ordered {
         sqlx::query(
             "INSERT INTO ledger_entries (posting_id, account_id, amount) VALUES ($1, $2, $3)",
         )
         .bind(&id)
-        .bind(&account_id)
+        .bind(account.id(currency))
         .bind(*amount)
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
+    }
+    for (account, amount) in ordered {
         let owner = match account {
             Account::Streamer(u) => Some(*u),
             _ => None,
@@ -122,7 +123,7 @@ pub(crate) async fn post(
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
              balance = ledger_accounts.balance + $5, updated_at = $6",
         )
-        .bind(&account_id)
+        .bind(account.id(currency))
         .bind(account.kind())
         .bind(owner)
         .bind(currency)

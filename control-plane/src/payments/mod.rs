@@ -382,6 +382,10 @@ pub(crate) struct Payments {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) public_url: String,
     pub(crate) metrics: crate::metrics::CpMetrics,
+    /// Wakes the dispatcher after a commit (answers never wait for the dispatch).
+    kick: tokio::sync::Notify,
+    /// One dispatch at a time in this process (consumers are idempotent across processes).
+    dispatching: tokio::sync::Mutex<()>,
 }
 
 const DONATION_COLUMNS: &str = "SELECT id, channel, channel_id, stream_id, donor_id, donor_name, anonymous, kind, amount, \
@@ -473,6 +477,8 @@ impl Payments {
             bus,
             public_url,
             metrics,
+            kick: tokio::sync::Notify::new(),
+            dispatching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -971,7 +977,7 @@ impl Payments {
             Err(e) => {
                 tracing::warn!(donation = %id, error = %e, "payment not created");
                 self.fail(&id, &e.to_string()).await?;
-                self.dispatch().await;
+                self.kick.notify_one();
                 self.count("payment_failed");
                 return Err(refuse(StreamingErrorCode::PaymentFailed, e.to_string()));
             }
@@ -1094,6 +1100,10 @@ impl Payments {
             tx.rollback().await.map_err(db_err)?;
             return Ok(Outcome::Unchanged);
         }
+        // What touches only this donation's rows first; the shared rows (platform
+        // accounts, the event counter) last, so they are held only for the commit.
+        let fraud = self.card_rules(&mut tx, stored, payment, now).await?;
+        catalog::apply_effects(&mut tx, d, now).await?;
         let posted = ledger::post(
             &mut tx,
             &format!("donation:{}:credit", d.id),
@@ -1111,8 +1121,6 @@ impl Payments {
             tx.rollback().await.map_err(db_err)?;
             return Ok(Outcome::Unchanged);
         }
-        let fraud = self.card_rules(&mut tx, stored, payment, now).await?;
-        catalog::apply_effects(&mut tx, d, now).await?;
         events::record(
             &mut tx,
             "DonationProcessed",
@@ -1129,7 +1137,7 @@ impl Payments {
                 tracing::error!(donation = %d.id, error = %e.message, "fraud refund failed; retried by the sweeper");
             }
         }
-        self.dispatch().await;
+        self.kick.notify_one();
         Ok(Outcome::Credited)
     }
 
@@ -1381,7 +1389,7 @@ impl Payments {
         .await?;
         tx.commit().await.map_err(db_err)?;
         self.count("refunded");
-        self.dispatch().await;
+        self.kick.notify_one();
         Ok(Outcome::Refunded)
     }
 
@@ -1463,7 +1471,7 @@ impl Payments {
         .await?;
         tx.commit().await.map_err(db_err)?;
         self.count("charged_back");
-        self.dispatch().await;
+        self.kick.notify_one();
         Ok(Outcome::Refunded)
     }
 
@@ -1591,7 +1599,7 @@ impl Payments {
                     .await?
             }
         }
-        self.dispatch().await;
+        self.kick.notify_one();
         self.payout_by_id(&id)
             .await?
             .ok_or_else(|| ApiError::not_found("payout"))
@@ -1690,6 +1698,7 @@ impl Payments {
 
     /// Hands undispatched events to their consumers and the bus (see [`events`]).
     pub(crate) async fn dispatch(&self) {
+        let _one = self.dispatching.lock().await;
         for _ in 0..10 {
             let batch = match events::pending(&self.db, 100).await {
                 Ok(b) => b,
@@ -1903,12 +1912,14 @@ impl Payments {
         Ok(())
     }
 
-    /// Runs [`Self::sweep`] every few seconds until shutdown.
+    /// Dispatches events as their changes commit, and runs [`Self::sweep`] every few
+    /// seconds, until shutdown.
     pub(crate) async fn run(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = self.kick.notified() => self.dispatch().await,
                 _ = every.tick() => {
                     if let Err(e) = self.sweep().await {
                         tracing::warn!(error = %e.message, "payments sweep failed");
