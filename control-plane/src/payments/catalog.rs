@@ -238,18 +238,15 @@ pub(crate) async fn block_donor(
     by: &str,
 ) -> Result<usize, ApiError> {
     let mut keys = vec![format!("user:{donor_id}")];
-    let rows = sqlx::query(
-        "SELECT DISTINCT client_addr, card_fingerprint FROM donations WHERE donor_id = $1",
-    )
-    .bind(donor_id)
-    .fetch_all(db.pool())
-    .await
-    .map_err(db_err)?;
+    let rows = sqlx::query("SELECT DISTINCT card_fingerprint FROM donations WHERE donor_id = $1")
+        .bind(donor_id)
+        .fetch_all(db.pool())
+        .await
+        .map_err(db_err)?;
     for r in rows {
-        if let Some(card) = r.try_get::<Option<String>, _>(1).map_err(db_err)? {
+        if let Some(card) = r.try_get::<Option<String>, _>(0).map_err(db_err)? {
             keys.push(format!("card:{card}"));
         }
-        let _addr: String = r.try_get(0).map_err(db_err)?;
     }
     for key in &keys {
         sqlx::query(

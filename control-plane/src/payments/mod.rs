@@ -432,7 +432,6 @@ struct Stored {
     provider_payment_id: Option<String>,
     donor_user: Option<String>,
     donor_key: String,
-    client_addr: String,
 }
 
 /// Splits `amount` by the streamer's `percent`: (streamer, platform), in whole kopecks,
@@ -502,7 +501,6 @@ impl Payments {
                 provider_payment_id: r.try_get(20).map_err(db_err)?,
                 donor_user: r.try_get(4).map_err(db_err)?,
                 donor_key: r.try_get(21).map_err(db_err)?,
-                client_addr: r.try_get(22).map_err(db_err)?,
             })
         })
         .transpose()
@@ -1201,7 +1199,6 @@ impl Payments {
                 .execute(&mut **tx)
                 .await
                 .map_err(db_err)?;
-            let _ = &stored.client_addr;
         }
         Ok(reasons)
     }
