@@ -87,6 +87,14 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
                 assert!(url.starts_with("rtmp://"), "{url}");
                 pusher = Some(common::push(&url, "1280x720", 240));
             }
+            // The broadcast ends (the watch page's offline state is checked next).
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["event"] == "stop_push"
+                && let Some(mut p) = pusher.take()
+            {
+                let _ = p.kill();
+                let _ = p.wait();
+            }
             last = line;
         }
     };
@@ -121,6 +129,9 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "overlay_alerts_queue_variants",
         "overlay_goal_bar_moves",
         "dashboard_alert_preview",
+        "directory_thumbnail",
+        "dashboard_recordings",
+        "offline_plays_last_recording",
     ] {
         assert!(checks.contains(&expected), "{expected} missing: {report:#}");
     }

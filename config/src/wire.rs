@@ -71,6 +71,9 @@ pub struct LiveStream {
     pub name: String,
     /// `true` while its publisher is connected; `false` in the reconnect grace period.
     pub publishing: bool,
+    /// The id of the recording in progress, when it is being recorded.
+    #[serde(default)]
+    pub recording: Option<String>,
 }
 
 /// `POST /api/v1/cluster/nodes/{id}/heartbeat`: the node is alive, with its load.
@@ -132,6 +135,23 @@ pub struct PublishGrant {
     /// Restream targets (none yet).
     #[serde(default)]
     pub restream: Vec<String>,
+    /// Whether and how the broadcast is recorded (the channel's settings); `None`: the
+    /// origin's `storage.recordings` configuration decides.
+    #[serde(default)]
+    pub recording: Option<GrantRecording>,
+}
+
+/// A channel's recording settings, as a publish grant carries them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecording {
+    /// Record the broadcast from its start.
+    pub enabled: bool,
+    /// Renditions kept; empty: the origin's `storage.recordings.renditions`.
+    #[serde(default)]
+    pub renditions: Vec<String>,
+    /// Longest recording in seconds; `None`: `storage.recordings.max_duration`.
+    #[serde(default)]
+    pub max_duration_secs: Option<u64>,
 }
 
 /// `GET /api/v1/cluster/streams/{name}/origin`: where an edge pulls a stream from.

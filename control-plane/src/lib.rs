@@ -22,6 +22,7 @@ pub mod model;
 mod notifications;
 pub mod payments;
 mod realtime;
+mod recordings;
 mod scheduler;
 mod secrets;
 mod streams;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The payment provider could not be set up.
     #[error("control_plane.payments: {0}")]
     Payments(String),
+    /// The recordings' object store could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 /// What every handler shares.
@@ -69,6 +73,7 @@ pub(crate) struct App {
     pub(crate) chat: Arc<chat::store::Chat>,
     pub(crate) notifications: Arc<notifications::Notifications>,
     pub(crate) payments: Arc<payments::Payments>,
+    pub(crate) recordings: Arc<recordings::Recordings>,
     pub(crate) hub: Arc<realtime::hub::Hub>,
     /// WebSocket connections per client address (`chat.max_connections_per_address`).
     pub(crate) sockets: potok_service::http::PerAddress,
@@ -133,6 +138,13 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         .await
         .map_err(StartError::Payments)?,
     );
+    let recordings = Arc::new(
+        recordings::Recordings::new(
+            config,
+            potok_storage::StorageMetrics::new(&ctx.metrics, "control_plane"),
+        )
+        .map_err(StartError::Storage)?,
+    );
     let logs = Arc::new(realtime::Logs {
         chat: Arc::clone(&chat),
         notifications: Arc::clone(&notifications),
@@ -143,6 +155,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         chat,
         notifications,
         payments: Arc::clone(&payments),
+        recordings: Arc::clone(&recordings),
         sockets: potok_service::http::PerAddress::new(cp.chat.max_connections_per_address as usize),
         db: db.clone(),
         cluster_secret: config.cluster.secret.clone(),
@@ -178,12 +191,20 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
     )
     .await?;
     let retention = app.chat.clone();
+    let retention_db = app.db.clone();
+    let (clips, clips_db) = (Arc::clone(&recordings), app.db.clone());
     let (presence_hub, presence_db) = (Arc::clone(&app.hub), app.db.clone());
     Ok(server
         .with_task("node-sweeper", None, move |shutdown| {
             scheduler::sweep(app, shutdown)
         })
         .with_task("payments", None, move |shutdown| payments.run(shutdown))
+        .with_task("recordings-retention", None, move |shutdown| async move {
+            recordings.run_retention(retention_db, shutdown).await;
+        })
+        .with_task("highlight-clips", None, move |shutdown| async move {
+            clips.run_clips(clips_db, shutdown).await;
+        })
         .with_task("presence", None, move |shutdown| {
             presence_hub.keep_presence(presence_db, shutdown)
         })
@@ -236,6 +257,9 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         payments::routes::decide_viewer_challenge, payments::routes::yookassa_notification, payments::routes::confirm_sandbox_payment,
         payments::overlay::create_overlay_token, payments::overlay::list_overlay_tokens, payments::overlay::revoke_overlay_token,
         payments::overlay::get_overlay_state,
+        recordings::routes::get_recording_settings, recordings::routes::update_recording_settings,
+        recordings::routes::start_recording, recordings::routes::stop_recording,
+        recordings::routes::get_recordings, recordings::routes::get_recording, recordings::routes::delete_recording,
     ),
     components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent, payments::Donation)),
     modifiers(&Security),
@@ -318,6 +342,23 @@ fn routes(app: App) -> Router {
         .route(
             "/api/v1/streams/{id}/stop",
             post(streams::routes::stop_stream),
+        )
+        .route(
+            "/api/v1/streams/{id}/recording",
+            post(recordings::routes::start_recording).delete(recordings::routes::stop_recording),
+        )
+        .route(
+            "/api/v1/recordings",
+            get(recordings::routes::get_recordings),
+        )
+        .route(
+            "/api/v1/recordings/{id}",
+            get(recordings::routes::get_recording).delete(recordings::routes::delete_recording),
+        )
+        .route(
+            "/api/v1/channels/{name}/recording-settings",
+            get(recordings::routes::get_recording_settings)
+                .put(recordings::routes::update_recording_settings),
         )
         .route("/api/v1/ingest", get(streams::routes::ingest))
         .route("/api/v1/nodes", get(cluster::list_nodes))

@@ -162,6 +162,13 @@ pub struct Stream {
     pub duration_secs: i64,
     /// Playback URL path on any edge.
     pub playback_path: String,
+    /// Whether the broadcast is being recorded now (the seed's `isRecording`).
+    pub is_recording: bool,
+    /// The recording in progress (`/api/v1/recordings/{id}`).
+    pub recording_id: Option<String>,
+    /// The live stream's latest thumbnail, a path on any edge (the seed's `thumbnailUrl`);
+    /// `None` once it is not live.
+    pub thumbnail_path: Option<String>,
 }
 
 /// A registered origin or edge.

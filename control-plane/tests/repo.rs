@@ -312,10 +312,12 @@ async fn nodes_body(db: &Db) {
             LiveStream {
                 name: "a".into(),
                 publishing: true,
+                recording: None,
             },
             LiveStream {
                 name: "b".into(),
                 publishing: false,
+                recording: None,
             },
         ],
         transcode_rtf: Some(1.2),
@@ -600,6 +602,7 @@ async fn concurrent_writes_body(db: &Db) {
                     streams: vec![LiveStream {
                         name: "streamer".into(),
                         publishing: n.is_multiple_of(2),
+                        recording: None,
                     }],
                     ..Heartbeat::default()
                 };

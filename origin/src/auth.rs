@@ -62,6 +62,8 @@ pub struct Grant {
     pub transcode: Option<bool>,
     /// The stream moved here from a failed origin: continue after a discontinuity.
     pub continues: bool,
+    /// The channel's recording settings (`None`: `storage.recordings` decides).
+    pub recording: Option<potok_config::wire::GrantRecording>,
 }
 
 /// A boxed future of an authorization.
@@ -109,6 +111,7 @@ impl StaticKeys {
             name: name.clone(),
             transcode: *transcode,
             continues: false,
+            recording: None,
         })
     }
 }
@@ -168,6 +171,7 @@ impl PublishAuth for ControlPlaneAuth {
                     name: g.name,
                     transcode: g.transcode,
                     continues: g.continues,
+                    recording: g.recording,
                 }),
                 Err(e) => Err(match e.code() {
                     Some("STREAM_KEY_INVALID") => AuthError::UnknownKey,

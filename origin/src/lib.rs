@@ -168,11 +168,14 @@ async fn bind_inner(
             ctx.shutdown.clone(),
         )
         .map_err(|e| StartError::Archive(e.to_string()))?;
-        tokio::spawn(archive::sweep_retention(
-            archiver.store().clone(),
-            config.storage.recordings.clone(),
-            ctx.shutdown.clone(),
-        ));
+        // With a control plane, it sweeps (it holds the channels' retention settings).
+        if config.cluster.control_plane_url.is_none() {
+            tokio::spawn(archive::sweep_retention(
+                archiver.store().clone(),
+                config.storage.recordings.clone(),
+                ctx.shutdown.clone(),
+            ));
+        }
         Some(archiver)
     } else {
         None

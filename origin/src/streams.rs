@@ -390,7 +390,8 @@ impl Streams {
         self.map()
             .values()
             .filter_map(|s| {
-                let publishing = match s.lock().publisher {
+                let st = s.lock();
+                let publishing = match st.publisher {
                     Publisher::Live(_) => true,
                     Publisher::Grace(_) => false,
                     Publisher::Ended => return None,
@@ -398,6 +399,7 @@ impl Streams {
                 Some(potok_config::wire::LiveStream {
                     name: s.name.clone(),
                     publishing,
+                    recording: st.recording.as_ref().map(|r| r.id.clone()),
                 })
             })
             .collect()
@@ -485,20 +487,30 @@ impl Streams {
             stream.notify();
         } else {
             info!(stream = name, "broadcast started");
+            // The channel's settings from the control plane, else the configuration's.
+            let (record, request) = match &grant.recording {
+                Some(r) => (
+                    r.enabled,
+                    RecordingRequest {
+                        renditions: r.renditions.clone(),
+                        max_duration_secs: r.max_duration_secs,
+                    },
+                ),
+                None => (
+                    self.archive
+                        .as_ref()
+                        .is_some_and(|a| a.recordings.records(name)),
+                    RecordingRequest::default(),
+                ),
+            };
             if let Some(archive) = &self.archive
-                && archive.recordings.records(name)
+                && record
             {
                 let mut st = stream.lock();
                 if st.recording.is_none() {
                     let first = st.continuation.msn;
                     let broadcast = st.broadcast.clone();
-                    st.recording = Some(archive.begin(
-                        name,
-                        &broadcast,
-                        first,
-                        &RecordingRequest::default(),
-                        now_ms(),
-                    ));
+                    st.recording = Some(archive.begin(name, &broadcast, first, &request, now_ms()));
                     st.recorded = true;
                 }
             }

@@ -1,6 +1,7 @@
 //! The client origins and edges use to talk to the control plane (`cluster.control_plane_url`,
 //! `cluster.secret`): JSON over pooled HTTP/1.1 with a deadline per call, messages from
-//! `potok_config::wire`.
+//! `potok_config::wire`. The control plane uses the same client, [`ControlPlane::node`], for
+//! an origin's recording API.
 
 use std::time::Duration;
 
@@ -51,11 +52,22 @@ pub struct ControlPlane {
     secret: Secret,
     client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    prefix: &'static str,
 }
 
 impl ControlPlane {
     /// A client for `base` (`http://control:8090`).
     pub fn new(base: &str, secret: Secret, timeout: Duration) -> Self {
+        Self::with_prefix(base, secret, timeout, CLUSTER_PREFIX)
+    }
+
+    /// A client for a node's own API at `base` (an origin's `http_url`): paths are sent as
+    /// given, with the cluster secret as the bearer token.
+    pub fn node(base: &str, secret: Secret, timeout: Duration) -> Self {
+        Self::with_prefix(base, secret, timeout, "")
+    }
+
+    fn with_prefix(base: &str, secret: Secret, timeout: Duration, prefix: &'static str) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
@@ -68,6 +80,7 @@ impl ControlPlane {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
             timeout,
+            prefix,
         }
     }
 
@@ -91,13 +104,18 @@ impl ControlPlane {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// `DELETE {prefix}{path}`.
+    pub async fn delete<R: DeserializeOwned>(&self, path: &str) -> Result<R, CallError> {
+        self.call(Method::DELETE, path, None).await
+    }
+
     async fn call<R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<R, CallError> {
-        let url = format!("{}{CLUSTER_PREFIX}{path}", self.base);
+        let url = format!("{}{}{path}", self.base, self.prefix);
         let mut req = hyper::Request::builder().method(method).uri(&url).header(
             hyper::header::AUTHORIZATION,
             format!("Bearer {}", self.secret.expose()),

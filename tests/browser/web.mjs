@@ -4,7 +4,8 @@
 //   node web.mjs BASE OUT_DIR
 //
 // Prints JSON lines: {"event":"push","url":"rtmp://.../<key>"} once the streamer has made
-// a stream key on the dashboard (the caller starts ffmpeg on it), then
+// a stream key on the dashboard (the caller starts ffmpeg on it), {"event":"stop_push"} when
+// the broadcast should end (the caller stops ffmpeg), then
 // {"event":"check","name":...} as each check passes, and last one report:
 // {"ok":bool,"checks":[..],"donations":"checked"|"unavailable","screenshot":path|null,
 //  "consoleErrors":[..],"error":string|null}. Exit code 0 when the report was printed.
@@ -255,6 +256,44 @@ try {
     passed('goal_bar_moves');
     report.donations = 'checked';
   }
+  // --- thumbnails, recordings on the dashboard, the offline page's last broadcast ----
+  await viewer.goto(base + '/');
+  await viewer.waitForFunction((n) => {
+    const i = document.querySelector('.card[data-name="' + n + '"] img.thumb-img');
+    return i && !i.hidden && i.complete && i.naturalWidth > 0;
+  }, STREAMER, { timeout: 45000, polling: 500 });
+  passed('directory_thumbnail');
+
+  await streamer.goto(base + '/dashboard');
+  await streamer.waitForSelector('#rec-settings:not([hidden]) #rec-retention', { timeout: 15000 });
+  await streamer.fill('#rec-retention', '14');
+  await streamer.click('#rec-settings button[type=submit]');
+  await streamer.waitForSelector('#rec-settings .notice.ok', { timeout: 10000 });
+  const saved = await streamer.evaluate((n) => window.Potok.api('GET', '/api/v1/channels/' + n + '/recording-settings'), STREAMER);
+  if (saved.retention_days !== 14 || saved.record !== true) throw new Error('recording settings ' + JSON.stringify(saved));
+  // Every broadcast is recorded by default: the dashboard says so and stops it.
+  await streamer.waitForFunction(() => document.getElementById('rec-state').dataset.recording === 'true', null, { timeout: 20000 });
+  await streamer.click('#rec-toggle');
+  await streamer.waitForFunction(() => document.getElementById('rec-state').dataset.recording === 'false', null, { timeout: 20000 });
+  await streamer.waitForSelector('#recordings li .rec-delete:not([hidden])', { timeout: 60000 });
+  passed('dashboard_recordings');
+
+  // The broadcast ends: the watch page offers the last recording and plays it.
+  say({ event: 'stop_push' });
+  const edgeSrc = await viewer.evaluate(() => window.Potok.boot.edge) + '/live/' + STREAMER + '/master.m3u8';
+  await viewer.waitForFunction(async (u) => { try { return !(await fetch(u, { cache: 'no-store' })).ok; } catch (_) { return true; } }, edgeSrc, { timeout: 60000, polling: 1000 });
+  await viewer.goto(base + '/' + STREAMER);
+  await viewer.waitForSelector('#offline:not([hidden]) #play-last', { timeout: 30000 }).catch(async (e) => {
+    const state = await viewer.evaluate(async (n) => ({
+      offline: document.getElementById('offline').hidden,
+      last: document.getElementById('offline-last') && document.getElementById('offline-last').hidden,
+      list: await (await fetch('/api/v1/recordings?channel=' + n + '&kind=recording&finished=true&limit=1')).text(),
+    }), STREAMER);
+    throw new Error(String(e) + ' ' + JSON.stringify(state));
+  });
+  await viewer.click('#play-last');
+  await viewer.waitForFunction(() => { const v = document.getElementById('player'); return v.dataset.vod && v.currentTime > 2; }, null, { timeout: 30000, polling: 250 });
+  passed('offline_plays_last_recording');
   report.ok = true;
 } catch (e) {
   report.error = String(e && e.stack || e).slice(0, 3000);

@@ -267,5 +267,73 @@
       } catch (e) { fail(overlays, e); }
     });
     loadOverlays();
+
+    // --- recordings: the channel's settings, start/stop now, the list -------------
+    const recState = el('p', { id: 'rec-state' });
+    const recToggle = el('button', { type: 'button', id: 'rec-toggle' });
+    const recordAll = el('input', { type: 'checkbox', id: 'rec-record' });
+    const retention = el('input', { type: 'number', id: 'rec-retention', min: '0', max: '3650', step: '1' });
+    const recForm = el('form', { id: 'rec-settings' },
+      el('label', {}, recordAll, ' ', t('dash.rec.record')),
+      el('label', {}, t('dash.rec.retention'), ' ', retention),
+      el('button', { type: 'submit' }, t('dash.rec.save')));
+    const recList = el('ul', { id: 'recordings' });
+    grid.append(section('rec-panel', 'dash.rec', recState, recToggle, recForm, recList));
+    let settings = null;
+    let recording = false;
+    const loadSettings = async () => {
+      try { settings = await P.maybe('/api/v1/channels/' + enc(name) + '/recording-settings'); } catch (e) { fail(recForm, e); return; }
+      if (settings === null) { unavailable(recForm); recForm.hidden = true; return; }
+      recordAll.checked = !!settings.record;
+      retention.value = String(settings.retention_days);
+    };
+    recForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!settings) return;
+      const days = Number(retention.value);
+      try {
+        settings = await P.api('PUT', '/api/v1/channels/' + enc(name) + '/recording-settings',
+          { ...settings, record: recordAll.checked, retention_days: Number.isInteger(days) ? days : 0 });
+        P.notice(recForm, t('dash.rec.saved'), 'ok');
+      } catch (e) { fail(recForm, e); }
+    });
+    const loadState = async () => {
+      if (!streamId) { recToggle.hidden = true; return; }
+      let s;
+      try { s = await P.api('GET', '/api/v1/streams/' + enc(streamId)); } catch (_) { return; }
+      const onAir = s.status === 'live' || s.status === 'paused';
+      recording = !!s.is_recording;
+      recState.textContent = onAir ? t(recording ? 'dash.rec.on' : 'dash.rec.off') : '';
+      recState.dataset.recording = String(recording);
+      recToggle.hidden = !onAir;
+      recToggle.textContent = t(recording ? 'dash.rec.stop' : 'dash.rec.start');
+    };
+    recToggle.addEventListener('click', async () => {
+      try {
+        await P.api(recording ? 'DELETE' : 'POST', '/api/v1/streams/' + enc(streamId) + '/recording', recording ? undefined : {});
+        await loadState();
+        setTimeout(loadRecordings, 3000);
+      } catch (e) { fail(recList, e); }
+    });
+    const loadRecordings = async () => {
+      let list;
+      try { list = await P.maybe('/api/v1/recordings?' + new URLSearchParams({ channel: name, limit: '20' })); } catch (e) { fail(recList, e); return; }
+      P.clear(recList);
+      if (list === null) return;
+      if (!list.length) recList.append(el('li', { class: 'hint' }, t('dash.rec.none')));
+      for (const r of list) {
+        const del = el('button', { type: 'button', class: 'secondary rec-delete' }, t('dash.rec.delete'));
+        del.hidden = r.ended_at == null;
+        del.addEventListener('click', async () => { try { await P.api('DELETE', '/api/v1/recordings/' + enc(r.id)); loadRecordings(); } catch (e) { fail(recList, e); } });
+        const link = /^\/vod\/[A-Za-z0-9_-]+\/master\.m3u8$/.test(r.playback_path || '')
+          ? el('a', { href: P.boot.edge + r.playback_path, class: 'rec-link' }, r.kind + ' · ' + P.time(r.started_at)) : r.id;
+        recList.append(el('li', { 'data-id': r.id }, link, ' ' + P.duration(Math.round(r.duration_secs || 0)) + ' ', del));
+      }
+    };
+    loadSettings();
+    loadState();
+    loadRecordings();
+    setInterval(loadState, 10000);
+    setInterval(loadRecordings, 30000);
   })();
 })();

@@ -18,8 +18,16 @@
   const list = el('div', { id: 'streams' });
   app.append(list);
 
+  // The stream's latest thumbnail from the edge (a path the API gives); refreshed with the
+  // list, hidden when the edge has none yet.
+  const thumb = (s) => {
+    if (!s.thumbnail_path || !/^\/thumbnails\/[A-Za-z0-9_-]+\.jpg$/.test(s.thumbnail_path)) return null;
+    const img = el('img', { src: P.boot.edge + s.thumbnail_path + '?t=' + Math.floor(Date.now() / 30000), alt: '', class: 'thumb-img', loading: 'lazy' });
+    img.addEventListener('error', () => { img.hidden = true; });
+    return img;
+  };
   const card = (s) => el('a', { class: 'card', href: '/' + encodeURIComponent(s.name), 'data-name': s.name },
-    el('div', { class: 'thumb' }, s.thumbnail_url && /^(https:|\/)/.test(s.thumbnail_url) ? el('img', { src: s.thumbnail_url, alt: '' }) : el('span', { class: 'live-badge' }, t('watch.live'))),
+    el('div', { class: 'thumb' }, thumb(s), el('span', { class: 'live-badge' }, t('watch.live'))),
     el('h3', { class: 'card-title' }, s.title || s.name),
     el('p', { class: 'card-meta' }, [s.name, s.category, s.language].filter(Boolean).join(' · ')),
     el('p', { class: 'card-viewers' }, t('dir.viewers', { n: s.current_viewers || 0 })));

@@ -14,6 +14,36 @@
   const offline = el('div', { class: 'offline', id: 'offline', hidden: true },
     el('p', { class: 'offline-title' }, t('watch.offline', { channel })),
     el('p', {}, t('watch.offline.wait')));
+  // The last finished broadcast, when the channel has one: played from the store through
+  // the edge while the channel is offline.
+  const lastBox = el('div', { class: 'offline-last', id: 'offline-last', hidden: true });
+  offline.append(lastBox);
+  let vod = null;
+  const stopVod = () => { if (vod) { vod.destroy(); vod = null; } video.removeAttribute('data-vod'); };
+  const playVod = (r) => {
+    const url = edge + r.playback_path;
+    offline.hidden = true;
+    video.dataset.vod = r.id;
+    if (!window.Hls || !Hls.isSupported()) { video.src = url; video.play().catch(() => {}); return; }
+    stopVod();
+    video.dataset.vod = r.id;
+    vod = new Hls({ enableWorker: true });
+    vod.on(Hls.Events.MANIFEST_PARSED, () => { video.play().catch(() => {}); });
+    vod.loadSource(url);
+    vod.attachMedia(video);
+  };
+  const showLast = async () => {
+    let list;
+    try { list = await P.api('GET', '/api/v1/recordings?' + new URLSearchParams({ channel, kind: 'recording', finished: 'true', limit: '1' })); } catch (_) { return; }
+    const r = list && list[0];
+    if (!r || !/^\/vod\/[A-Za-z0-9_-]+\/master\.m3u8$/.test(r.playback_path || '')) { lastBox.hidden = true; return; }
+    const when = P.time(r.started_at);
+    const minutes = Math.max(1, Math.round((r.duration_secs || 0) / 60));
+    const button = el('button', { type: 'button', id: 'play-last' }, t('watch.last.play'));
+    button.addEventListener('click', () => playVod(r));
+    P.clear(lastBox).append(el('p', {}, t('watch.last', { when, minutes })), button);
+    lastBox.hidden = false;
+  };
   const quality = el('select', { id: 'quality', 'aria-label': t('watch.quality') }, el('option', { value: '-1' }, t('watch.quality.auto')));
   const toLive = el('button', { type: 'button', id: 'to-live', hidden: true }, t('watch.tolive'));
   const badge = el('span', { class: 'live-badge', id: 'live-badge', hidden: true }, t('watch.live'));
@@ -49,6 +79,7 @@
   });
 
   const start = () => {
+    stopVod();
     offline.hidden = true;
     badge.hidden = false;
     if (!window.Hls || !Hls.isSupported()) {
@@ -97,16 +128,34 @@
     video.play().catch(() => {});
   });
 
+  // On air: the multivariant playlist is there and its first media playlist has not ended
+  // (an origin keeps an ended broadcast's playlists, with ENDLIST, for a while).
+  const onAir = async () => {
+    const r = await fetch(src, { cache: 'no-store' });
+    if (!r.ok) return false;
+    const uri = (await r.text()).split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+    if (!uri) return false;
+    const m = await fetch(new URL(uri, new URL(src, location.href)), { cache: 'no-store' });
+    return m.ok && !(await m.text()).includes('#EXT-X-ENDLIST');
+  };
+  // The broadcast ended while watching: once the last of it has played, offline.
+  video.addEventListener('ended', () => {
+    if (!hls || vod) return;
+    hls.destroy();
+    hls = null;
+    goOffline();
+  });
+
   let probing = false;
   const goOffline = () => {
     badge.hidden = true;
     offline.hidden = false;
+    showLast();
     if (probing) return;
     probing = true;
     const probe = async () => {
       try {
-        const r = await fetch(src, { cache: 'no-store' });
-        if (r.ok) { probing = false; start(); return; }
+        if (await onAir()) { probing = false; start(); return; }
       } catch (_) { /* edge not reachable yet */ }
       setTimeout(probe, 3000);
     };

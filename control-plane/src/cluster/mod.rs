@@ -113,6 +113,11 @@ pub(crate) async fn heartbeat(
         .await?;
     for s in pinned {
         let reported = hb.streams.iter().find(|r| r.name == s.name);
+        if let Some(r) = reported
+            && r.recording != s.recording_id
+        {
+            app.db.set_recording(&s.id, r.recording.as_deref()).await?;
+        }
         let next = match (s.status, reported) {
             (StreamStatus::Ending, Some(_)) => {
                 reply.stop.push(s.name.clone());
@@ -221,12 +226,14 @@ pub(crate) async fn publish(
         .await?;
     result("granted");
     info!(stream = %user.username, origin = %node.name, continues, "publish authorized");
+    let recording = app.recordings.grant(&app.db, &user.id).await?;
     Ok(Json(PublishGrant {
         stream_id: stream.id,
         name: user.username,
         transcode: None,
         continues,
         restream: Vec::new(),
+        recording,
     }))
 }
 

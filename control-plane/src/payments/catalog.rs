@@ -930,11 +930,13 @@ pub(crate) struct Highlight {
     pub(crate) note: String,
     /// The donation.
     pub(crate) donation_id: String,
+    /// The clip cut around the moment from the recording in progress (`/api/v1/recordings/{id}`).
+    pub(crate) clip_id: Option<String>,
 }
 
 pub(crate) async fn highlights(db: &Db, channel_id: &str) -> Result<Vec<Highlight>, ApiError> {
     let rows = sqlx::query(
-        "SELECT h.id, h.stream_id, h.at_ms, h.note, h.donation_id FROM highlights h JOIN donations d ON d.id = h.donation_id \
+        "SELECT h.id, h.stream_id, h.at_ms, h.note, h.donation_id, h.clip_id FROM highlights h JOIN donations d ON d.id = h.donation_id \
          WHERE h.channel_id = $1 AND d.status = 'completed' ORDER BY h.at_ms DESC LIMIT 200",
     )
     .bind(channel_id)
@@ -949,6 +951,7 @@ pub(crate) async fn highlights(db: &Db, channel_id: &str) -> Result<Vec<Highligh
                 at_ms: r.try_get(2).map_err(db_err)?,
                 note: r.try_get(3).map_err(db_err)?,
                 donation_id: r.try_get(4).map_err(db_err)?,
+                clip_id: r.try_get(5).map_err(db_err)?,
             })
         })
         .collect()

@@ -349,7 +349,7 @@ fn like_escape(s: &str) -> String {
 }
 
 const STREAM_COLUMNS: &str = "SELECT id, user_id, name, title, description, category, language, tags, status, \
-     origin_node_id, created_at, started_at, ended_at, status_changed_at, current_viewers, peak_viewers FROM streams";
+     origin_node_id, created_at, started_at, ended_at, status_changed_at, current_viewers, peak_viewers, recording_id FROM streams";
 
 #[derive(FromRow)]
 struct StreamRow {
@@ -369,6 +369,7 @@ struct StreamRow {
     status_changed_at: i64,
     current_viewers: i64,
     peak_viewers: i64,
+    recording_id: Option<String>,
 }
 
 impl StreamRow {
@@ -377,8 +378,13 @@ impl StreamRow {
         let duration_secs = self.started_at.map_or(0, |s| {
             (self.ended_at.unwrap_or_else(now_ms) - s).max(0) / 1000
         });
+        let on_air = matches!(status, StreamStatus::Live | StreamStatus::Paused);
+        let recording_id = self.recording_id.filter(|_| on_air);
         Some(Stream {
             playback_path: format!("/live/{}/master.m3u8", self.name),
+            thumbnail_path: on_air.then(|| format!("/thumbnails/{}.jpg", self.name)),
+            is_recording: recording_id.is_some(),
+            recording_id,
             id: self.id,
             streamer_id: self.user_id,
             name: self.name,
