@@ -6,27 +6,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{closed_port, get};
+use common::{closed_port, get, local_config};
 use potok::App;
 use potok_config::{Config, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn local_config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.node.data_dir = dir.join("data");
-    c.origin.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
-    c.origin.rtmps_listen = "127.0.0.1:0".parse().unwrap();
-    c.origin.srt_listen = "127.0.0.1:0".parse().unwrap();
-    c.edge.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.edge.https_listen = "127.0.0.1:0".parse().unwrap();
-    c.control_plane.listen = "127.0.0.1:0".parse().unwrap();
-    c
-}
 
 /// An app serving in the background until [`Served::stop`].
 struct Served {

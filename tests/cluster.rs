@@ -20,7 +20,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::process::Running;
-use common::{account, call, push};
+use common::{account, call, push, until};
 use serde_json::json;
 
 const POTOK: &str = env!("CARGO_BIN_EXE_potok");
@@ -110,18 +110,6 @@ fn origin(dir: &Path, name: &str, cp: &str) -> Running {
             // This test is about failover; the ladder would only load the machine.
             .env("POTOK_ORIGIN__TRANSCODE__ENABLED", "false"),
     )
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, failing after `limit`.
-async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 struct Killed(Child);

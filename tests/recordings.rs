@@ -11,23 +11,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{call, get};
+use common::{call, get, until};
 use potok::App;
 use potok_config::{Config, HumanDuration, Role};
 use serde_json::{Value, json};
 
 fn config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.node.data_dir = dir.join("data");
-    c.origin.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
-    c.origin.rtmps_listen = "127.0.0.1:0".parse().unwrap();
-    c.origin.srt_listen = "127.0.0.1:0".parse().unwrap();
-    c.edge.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.edge.https_listen = "127.0.0.1:0".parse().unwrap();
-    c.control_plane.listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = common::local_config(dir);
     c.control_plane.heartbeat_interval = HumanDuration::secs(1);
     c.origin.transcode.enabled = false;
     // Kept forever unless the channel says otherwise: only its own days can delete.
@@ -35,17 +27,6 @@ fn config(dir: &Path) -> Config {
     c.storage.recordings.sweep_interval = HumanDuration::secs(1);
     c.storage.recordings.thumbnail_interval = HumanDuration::secs(1);
     c
-}
-
-async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn stream(cp: SocketAddr, id: &str) -> Value {

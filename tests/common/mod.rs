@@ -149,3 +149,32 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Every role of `potok all` on loopback port 0, its data under `dir`.
+pub fn local_config(dir: &std::path::Path) -> potok_config::Config {
+    let mut c = potok_config::Config::default();
+    c.node.data_dir = dir.join("data");
+    c.origin.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.origin.rtmp_listen = "127.0.0.1:0".parse().unwrap();
+    c.origin.rtmps_listen = "127.0.0.1:0".parse().unwrap();
+    c.origin.srt_listen = "127.0.0.1:0".parse().unwrap();
+    c.edge.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.edge.https_listen = "127.0.0.1:0".parse().unwrap();
+    c.control_plane.listen = "127.0.0.1:0".parse().unwrap();
+    c
+}
+
+/// Polls `check` every 100 ms until it answers, failing the test after `limit`.
+pub async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

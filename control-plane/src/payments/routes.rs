@@ -34,7 +34,7 @@ fn invalid(why: impl Into<String>) -> ApiError {
     ApiError::new(StreamingErrorCode::ValidationFailed, why)
 }
 
-async fn channel_user(app: &App, name: &str) -> Result<User, ApiError> {
+pub(crate) async fn channel_user(app: &App, name: &str) -> Result<User, ApiError> {
     app.db
         .user_by_name(name)
         .await?
@@ -43,7 +43,7 @@ async fn channel_user(app: &App, name: &str) -> Result<User, ApiError> {
 }
 
 /// The channel, when `caller` may manage it (its streamer or an admin).
-async fn owned_channel(app: &App, caller: &User, name: &str) -> Result<User, ApiError> {
+pub(crate) async fn owned_channel(app: &App, caller: &User, name: &str) -> Result<User, ApiError> {
     let channel = channel_user(app, name).await?;
     require(
         channel.id == caller.id || caller.role == UserRole::Admin,

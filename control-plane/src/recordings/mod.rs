@@ -252,21 +252,19 @@ impl Recordings {
             .map_err(store_error)
     }
 
-    /// Deletes a recording or clip (its media too unless another still uses it).
-    pub(crate) async fn delete(&self, id: &str) -> Result<(), ApiError> {
-        let m = recordings::get(self.store()?, id)
-            .await
-            .map_err(store_error)?;
-        if m.ended_ms.is_none() {
+    /// Deletes finished recording or clip `rec` (its media too unless another still uses
+    /// it).
+    pub(crate) async fn delete(&self, rec: &Recording) -> Result<(), ApiError> {
+        if rec.ended_at.is_none() {
             return Err(ApiError::new(
                 StreamingErrorCode::Conflict,
                 "the recording is still in progress; stop it first",
             ));
         }
-        recordings::delete(self.store()?, id)
+        recordings::delete(self.store()?, &rec.id)
             .await
             .map_err(store_error)?;
-        info!(recording = %id, channel = %m.stream, "recording deleted");
+        info!(recording = %rec.id, channel = %rec.channel, "recording deleted");
         Ok(())
     }
 

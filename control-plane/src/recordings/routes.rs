@@ -13,22 +13,8 @@ use super::{Recording, RecordingSettings};
 use crate::App;
 use crate::api::{Body, Caller, Params, require};
 use crate::error::{ApiError, Check, StreamingErrorCode};
-use crate::model::{Stream, StreamStatus, User, UserRole};
-
-/// The channel, when `caller` may manage it (its streamer or an admin).
-async fn owned_channel(app: &App, caller: &User, name: &str) -> Result<User, ApiError> {
-    let channel = app
-        .db
-        .user_by_name(name)
-        .await?
-        .map(|(u, _)| u)
-        .ok_or_else(|| ApiError::not_found("channel"))?;
-    require(
-        channel.id == caller.id || caller.role == UserRole::Admin,
-        "only the channel's streamer may do this",
-    )?;
-    Ok(channel)
-}
+use crate::model::{Stream, StreamStatus, User};
+use crate::payments::routes::owned_channel;
 
 fn check_renditions(c: &mut Check, renditions: &[String]) {
     if renditions.len() > 8 {
@@ -282,6 +268,6 @@ pub(crate) async fn delete_recording(
         rec.channel == user.username || user.role.moderates(),
         "only the channel's streamer or a moderator may delete its recordings",
     )?;
-    app.recordings.delete(&id).await?;
+    app.recordings.delete(&rec).await?;
     Ok(StatusCode::NO_CONTENT)
 }
