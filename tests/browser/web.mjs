@@ -278,25 +278,31 @@ try {
   await streamer.waitForSelector('#recordings li .rec-delete:not([hidden])', { timeout: 60000 });
   passed('dashboard_recordings');
 
-  // The broadcast ends: the watch page offers the last recording and plays it.
-  say({ event: 'stop_push' });
-  const edgeSrc = await viewer.evaluate(() => window.Potok.boot.edge) + '/live/' + STREAMER + '/master.m3u8';
-  await viewer.waitForFunction(async (u) => { try { return !(await fetch(u, { cache: 'no-store' })).ok; } catch (_) { return true; } }, edgeSrc, { timeout: 60000, polling: 1000 });
+  // The broadcast ends while a viewer watches: the page goes offline by itself (after the
+  // reconnect grace period and what was buffered) and offers the last recording; a reload
+  // shows the same.
   await viewer.goto(base + '/' + STREAMER);
-  await viewer.waitForSelector('#offline:not([hidden]) #play-last', { timeout: 30000 }).catch(async (e) => {
+  await viewer.waitForFunction(() => { const v = document.getElementById('player'); return !document.getElementById('live-badge').hidden && v.currentTime > 1; }, null, { timeout: 30000, polling: 250 });
+  const seen = [];
+  viewer.on('response', (r) => { if (r.url().includes('/live/')) seen.push(Date.now() % 100000 + ' ' + r.status() + ' ' + r.url().replace(/^.*\/live\//, '')); });
+  const offlineWithLast = async (timeout) => viewer.waitForSelector('#offline:not([hidden]) #play-last', { timeout }).catch(async (e) => {
     const state = await viewer.evaluate(async (n) => ({
       offline: document.getElementById('offline').hidden,
       last: document.getElementById('offline-last') && document.getElementById('offline-last').hidden,
       list: await (await fetch('/api/v1/recordings?channel=' + n + '&kind=recording&finished=true&limit=1')).text(),
     }), STREAMER);
-    throw new Error(String(e) + ' ' + JSON.stringify(state));
+    throw new Error(String(e).slice(0, 300) + ' ' + JSON.stringify(state) + ' ' + seen.slice(-40).join('; '));
   });
-  await viewer.click('#play-last');
+  say({ event: 'stop_push' });
+  await offlineWithLast(60000);
+  await viewer.goto(base + '/' + STREAMER);
+  await offlineWithLast(15000);
+  await viewer.click('#play-last', { timeout: 10000 });
   await viewer.waitForFunction(() => { const v = document.getElementById('player'); return v.dataset.vod && v.currentTime > 2; }, null, { timeout: 30000, polling: 250 });
   passed('offline_plays_last_recording');
   report.ok = true;
 } catch (e) {
-  report.error = String(e && e.stack || e).slice(0, 3000);
+  report.error = String(e && e.stack || e).slice(0, 8000);
 } finally {
   await browser.close();
 }

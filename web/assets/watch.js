@@ -62,6 +62,7 @@
 
   // --- player -----------------------------------------------------------------------
   let hls = null;
+  let broadcastEnded = false;
   window.potokPlayer = { video, get hls() { return hls; } };
 
   const levelName = (l) => (l.height ? l.height + 'p' : Math.round((l.bitrate || 0) / 1000) + ' kb/s');
@@ -80,6 +81,7 @@
 
   const start = () => {
     stopVod();
+    broadcastEnded = false;
     offline.hidden = true;
     badge.hidden = false;
     if (!window.Hls || !Hls.isSupported()) {
@@ -103,6 +105,9 @@
       video.dataset.height = String((l && l.height) || 0);
       if (!hls.autoLevelEnabled) quality.value = String(d.level);
     });
+    // The broadcast ended (the playlist got EXT-X-ENDLIST): offline once what is buffered
+    // has played (checked below; a player stalled at the end never fires `ended`).
+    hls.on(Hls.Events.LEVEL_UPDATED, (_, d) => { if (d.details && d.details.live === false) broadcastEnded = true; });
     hls.on(Hls.Events.ERROR, (_, d) => {
       if (!d.fatal) return;
       if (d.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
@@ -118,6 +123,11 @@
   // Join at the live edge after a stall or a pause: hls.js catches up with playback rate
   // while close; far behind, jump.
   setInterval(() => {
+    if (hls && broadcastEnded) {
+      const b = video.buffered;
+      const left = b.length ? b.end(b.length - 1) - video.currentTime : 0;
+      if (video.ended || left < 0.5) { hls.destroy(); hls = null; goOffline(); return; }
+    }
     if (!hls || video.paused) { toLive.hidden = !hls; return; }
     const lat = hls.latency, target = hls.targetLatency || 3;
     toLive.hidden = !(lat > target * 2 + 2);
