@@ -132,6 +132,7 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "directory_thumbnail",
         "dashboard_recordings",
         "offline_plays_last_recording",
+        "directory_plays_recording",
     ] {
         assert!(checks.contains(&expected), "{expected} missing: {report:#}");
     }

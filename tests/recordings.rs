@@ -26,8 +26,11 @@ fn config(dir: &Path) -> Config {
     c.storage.recordings.retention_days = 0;
     c.storage.recordings.sweep_interval = HumanDuration::secs(1);
     c.storage.recordings.thumbnail_interval = HumanDuration::secs(1);
+    c.cluster.secret = Some(potok_config::Secret::new(SECRET));
     c
 }
+
+const SECRET: &str = "recordings-test-cluster-secret";
 
 async fn stream(cp: SocketAddr, id: &str) -> Value {
     let (s, v) = call(cp, "GET", &format!("/api/v1/streams/{id}"), None, None).await;
@@ -60,6 +63,7 @@ async fn a_streamer_records_a_broadcast_that_plays_as_vod_and_expires_by_the_cha
     let app = App::bind(config, &Role::ALL).await.unwrap();
     let cp = app.addr(Role::ControlPlane).unwrap();
     let edge = app.addr(Role::Edge).unwrap();
+    let app_origin = app.addr(Role::Origin).unwrap();
     let rtmp = app.listener(Role::Origin, "rtmp").unwrap();
     let shutdown = app.shutdown_token();
     let running = tokio::spawn(app.run());
@@ -295,6 +299,14 @@ async fn a_streamer_records_a_broadcast_that_plays_as_vod_and_expires_by_the_cha
     assert!(probed.contains("audio"), "{probed}");
     let (s, one) = call(cp, "GET", &format!("/api/v1/recordings/{rec}"), None, None).await;
     assert_eq!((s, &one), (200, &r));
+    // Its poster: the first thumbnail made while it recorded, a JPEG through the edge.
+    assert_eq!(r["poster_path"], format!("/vod/{rec}/poster.jpg"), "{r}");
+    let poster = probe(&format!("http://{edge}/vod/{rec}/poster.jpg")).expect("the poster");
+    assert_eq!(poster.trim(), "video,320,180", "{poster}");
+    assert_eq!(
+        c["poster_path"], r["poster_path"],
+        "a clip shows its recording's"
+    );
     assert_eq!(
         call(cp, "GET", "/api/v1/recordings/..%2Fetc", None, None)
             .await
@@ -336,6 +348,44 @@ async fn a_streamer_records_a_broadcast_that_plays_as_vod_and_expires_by_the_cha
     assert_eq!(call(cp, "DELETE", &del, Some(&mallory), None).await.0, 403);
     assert_eq!(call(cp, "DELETE", &del, Some(&alice), None).await.0, 204);
     assert_eq!(call(cp, "GET", &del, None, None).await.0, 404);
+
+    // A recording with a maximum duration ends when it holds that much, while the
+    // broadcast goes on (the origin's own API: the control plane allows 60 s and more).
+    let origin = app_origin;
+    let (s, v) = call(
+        origin,
+        "POST",
+        "/api/streams/alice/recording",
+        Some(SECRET),
+        Some(json!({"max_duration_secs": 4})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let third = v["id"].as_str().unwrap().to_owned();
+    let short = format!("/api/v1/recordings/{third}");
+    let done = until(
+        Duration::from_secs(30),
+        "the 4 s recording ended",
+        async || {
+            let (_, v) = call(cp, "GET", &short, None, None).await;
+            v["ended_at"].is_i64().then_some(v)
+        },
+    )
+    .await;
+    let secs = done["duration_secs"].as_f64().unwrap();
+    assert!((2.0..=4.001).contains(&secs), "{done}");
+    let s = stream(cp, &id).await;
+    assert_eq!(s["status"], "live", "the broadcast goes on: {s}");
+    let (s, v) = call(
+        origin,
+        "DELETE",
+        "/api/streams/alice/recording",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "no longer recording: {v}");
+
     let _ = pusher.kill();
     let _ = pusher.wait();
 

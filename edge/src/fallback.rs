@@ -60,7 +60,8 @@ impl Fallback {
 /// Routes served from the store alone:
 ///
 /// - `GET /vod/{id}/master.m3u8`, `/vod/{id}/{rendition}/index.m3u8` and the media they
-///   name: recordings and clips (immutable once listed);
+///   name: recordings and clips (immutable once listed); `/vod/{id}/poster.jpg`, a
+///   recording's poster;
 /// - `GET /thumbnails/{stream}.jpg`: the latest thumbnail of a stream (`max-age=5`).
 pub(crate) fn stored_routes(store: potok_storage::Store) -> axum::Router {
     axum::Router::new()
@@ -124,6 +125,21 @@ async fn vod(
                 Bytes::from(t),
             )
         }),
+        [id, "poster.jpg"] => {
+            if let Err(e) = potok_storage::check_id(id) {
+                return refusal(&e);
+            }
+            match store.get(&recordings::poster_key(id)).await {
+                Ok(Some(b)) => Ok(stored_response(
+                    StatusCode::OK,
+                    "image/jpeg",
+                    "public, max-age=3600",
+                    b,
+                )),
+                Ok(None) => Err(potok_storage::RecordingError::NotFound),
+                Err(e) => Err(e.into()),
+            }
+        }
         [id, rendition, "index.m3u8"] => recordings::media_playlist(&store, id, rendition)
             .await
             .map(|t| {

@@ -44,6 +44,8 @@ pub(crate) struct ActiveRecording {
     /// Empty: all.
     pub(crate) renditions: Vec<String>,
     pub(crate) max_duration: Duration,
+    /// Whether its poster (the first thumbnail made while recording) is stored.
+    pub(crate) poster: bool,
 }
 
 impl ActiveRecording {
@@ -110,6 +112,7 @@ impl Archiver {
             max_duration: req
                 .max_duration_secs
                 .map_or(self.recordings.max_duration.get(), Duration::from_secs),
+            poster: false,
         };
         let m = Manifest {
             id: rec.id.clone(),

@@ -605,6 +605,52 @@ impl Streams {
 
     /// Applies `events` to rendition `i`.
     fn apply_events(&self, stream: &str, st: &mut StreamState, i: usize, events: &[PackagerEvent]) {
+        self.apply_to_rendition(stream, st, i, events);
+        if events
+            .iter()
+            .any(|e| matches!(e, PackagerEvent::SegmentEnd { .. }))
+        {
+            self.end_recording_past_its_length(stream, st);
+        }
+    }
+
+    /// A recording whose kept renditions all hold its maximum duration ends now (the
+    /// broadcast goes on unrecorded).
+    fn end_recording_past_its_length(&self, stream: &str, st: &mut StreamState) {
+        let (Some(archive), Some(rec)) = (&self.archive, &st.recording) else {
+            return;
+        };
+        let max = rec.max_duration.as_secs_f64();
+        let recorded = |r: &Rendition| -> f64 {
+            r.vod
+                .iter()
+                .filter(|e| e.msn >= rec.first_msn)
+                .map(|e| e.duration as f64 / f64::from(TIMEBASE))
+                .sum()
+        };
+        let mut kept = st
+            .renditions
+            .iter()
+            .filter(|r| !r.vod.is_empty() && !r.codecs.is_empty() && rec.keeps(&r.name))
+            .peekable();
+        if kept.peek().is_none() || !kept.all(|r| recorded(r) >= max - 0.001) {
+            return;
+        }
+        let Some(rec) = st.recording.take() else {
+            return;
+        };
+        info!(stream, recording = %rec.id, max_secs = max, "recording reached its maximum duration");
+        let renditions = recorded_renditions(st);
+        archive.finish(stream, &st.broadcast, &rec, renditions, now_ms());
+    }
+
+    fn apply_to_rendition(
+        &self,
+        stream: &str,
+        st: &mut StreamState,
+        i: usize,
+        events: &[PackagerEvent],
+    ) {
         let r = &mut st.renditions[i];
         for event in events {
             match event {
@@ -867,6 +913,19 @@ impl Streams {
                 potok_storage::recordings::thumbnail_key(name),
                 vec![jpeg.clone()],
             );
+            // The first thumbnail of a recording is its poster.
+            if let Some(stream) = self.get(name) {
+                let mut st = stream.lock();
+                if let Some(rec) = st.recording.as_mut()
+                    && !rec.poster
+                {
+                    rec.poster = true;
+                    archive.put(
+                        potok_storage::recordings::poster_key(&rec.id),
+                        vec![jpeg.clone()],
+                    );
+                }
+            }
         }
         let mut map = self
             .thumbnails

@@ -151,6 +151,12 @@ pub fn media_key(m: &Manifest, rendition: &str, file: &str) -> String {
     format!("{}/{}/{rendition}/{file}", m.stream, m.broadcast)
 }
 
+/// Where the poster of recording `id` is kept: the first thumbnail made while it recorded
+/// (deleted with the recording's playlists).
+pub fn poster_key(id: &str) -> String {
+    format!("recordings/{id}/poster.jpg")
+}
+
 /// Where the thumbnail of `stream` is kept.
 pub fn thumbnail_key(stream: &str) -> String {
     format!("thumbnails/{stream}.jpg")

@@ -300,6 +300,23 @@ try {
   await viewer.click('#play-last', { timeout: 10000 });
   await viewer.waitForFunction(() => { const v = document.getElementById('player'); return v.dataset.vod && v.currentTime > 2; }, null, { timeout: 30000, polling: 250 });
   passed('offline_plays_last_recording');
+
+  // The directory's recent broadcasts: the recording with its poster, which plays on its
+  // channel's page; "back to the channel" leaves it for the offline state.
+  await viewer.goto(base + '/');
+  const recId = await viewer.waitForFunction(() => {
+    const c = document.querySelector('#recent:not([hidden]) .card.recording');
+    const i = c && c.querySelector('img.thumb-img');
+    return i && !i.hidden && i.complete && i.naturalWidth > 0 && c.dataset.id;
+  }, null, { timeout: 20000, polling: 500 }).then((h) => h.jsonValue());
+  await viewer.click('#recent .card.recording[data-id="' + recId + '"]');
+  await viewer.waitForFunction((id) => {
+    const v = document.getElementById('player');
+    return new URLSearchParams(location.search).get('vod') === id && v.dataset.vod === id && v.currentTime > 2;
+  }, recId, { timeout: 30000, polling: 250 });
+  await viewer.click('#to-channel');
+  await viewer.waitForSelector('#offline:not([hidden]) #play-last', { timeout: 15000 });
+  passed('directory_plays_recording');
   report.ok = true;
 } catch (e) {
   report.error = String(e && e.stack || e).slice(0, 8000);

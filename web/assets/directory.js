@@ -1,5 +1,6 @@
 // The directory /: live streams with title, category, language and viewers; filters by
-// category and language; tournament broadcasts (tag `tournament:<name>`) grouped.
+// category and language; tournament broadcasts (tag `tournament:<name>`) grouped; recent
+// broadcasts (finished recordings) below.
 'use strict';
 (function () {
   const P = window.Potok;
@@ -52,4 +53,29 @@
   };
   load();
   setInterval(load, 30000);
+
+  // Recent broadcasts: finished recordings, newest first, each playing on its channel's
+  // page (`/{channel}?vod={id}`), with its poster when one was made.
+  const recent = el('section', { id: 'recent', class: 'group', hidden: true }, el('h2', {}, t('dir.recent')));
+  const recentCards = el('div', { class: 'cards' });
+  recent.append(recentCards);
+  app.append(recent);
+  const recCard = (r) => {
+    const poster = /^\/vod\/[A-Za-z0-9_-]+\/poster\.jpg$/.test(r.poster_path || '')
+      ? el('img', { src: P.boot.edge + r.poster_path, alt: '', class: 'thumb-img', loading: 'lazy' }) : null;
+    if (poster) poster.addEventListener('error', () => { poster.hidden = true; });
+    const minutes = Math.max(1, Math.round((r.duration_secs || 0) / 60));
+    return el('a', { class: 'card recording', href: '/' + encodeURIComponent(r.channel) + '?' + new URLSearchParams({ vod: r.id }), 'data-id': r.id },
+      el('div', { class: 'thumb' }, poster, el('span', { class: 'duration-badge' }, t('dir.minutes', { n: minutes }))),
+      el('h3', { class: 'card-title' }, r.channel),
+      el('p', { class: 'card-meta' }, P.time(r.ended_at || r.started_at)));
+  };
+  const loadRecent = async () => {
+    let list;
+    try { list = await P.api('GET', '/api/v1/recordings?' + new URLSearchParams({ kind: 'recording', finished: 'true', limit: '12' })); } catch (_) { return; }
+    P.clear(recentCards).append(...(list || []).filter((r) => /^\/vod\/[A-Za-z0-9_-]+\/master\.m3u8$/.test(r.playback_path || '')).map(recCard));
+    recent.hidden = !recentCards.children.length;
+  };
+  loadRecent();
+  setInterval(loadRecent, 60000);
 })();

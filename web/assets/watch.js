@@ -171,7 +171,31 @@
     };
     probe();
   };
-  goOffline();
+  // `?vod={id}` (the directory's recent broadcasts): that recording of this channel plays;
+  // "back to the channel" returns to live (or the offline state).
+  const wanted = new URLSearchParams(location.search).get('vod');
+  const toChannel = el('button', { type: 'button', id: 'to-channel', hidden: true }, t('watch.tochannel'));
+  toChannel.addEventListener('click', () => {
+    toChannel.hidden = true;
+    stopVod();
+    video.removeAttribute('src');
+    history.replaceState(null, '', '/' + encodeURIComponent(channel));
+    goOffline();
+  });
+  info.querySelector('.info-row:last-child').append(toChannel);
+  (async () => {
+    if (wanted && /^[A-Za-z0-9_-]{1,128}$/.test(wanted)) {
+      try {
+        const r = await P.api('GET', '/api/v1/recordings/' + encodeURIComponent(wanted));
+        if (r.channel === channel && r.ended_at && /^\/vod\/[A-Za-z0-9_-]+\/master\.m3u8$/.test(r.playback_path || '')) {
+          playVod(r);
+          toChannel.hidden = false;
+          return;
+        }
+      } catch (_) { /* gone or never was: the channel instead */ }
+    }
+    goOffline();
+  })();
 
   // --- stream info, viewers, follow -------------------------------------------------
   const refreshInfo = async () => {

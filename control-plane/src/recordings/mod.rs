@@ -9,6 +9,7 @@ pub(crate) mod repo;
 pub(crate) mod routes;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use potok_config::wire::GrantRecording;
@@ -79,12 +80,16 @@ pub(crate) struct Recording {
     pub renditions: Vec<String>,
     /// Playback URL path on any edge (`/vod/{id}/master.m3u8`).
     pub playback_path: String,
+    /// Its poster on any edge (a clip: its recording's), a JPEG of the first thumbnail made
+    /// while recording; 404 when none was made.
+    pub poster_path: String,
 }
 
 impl From<Manifest> for Recording {
     fn from(m: Manifest) -> Self {
         Recording {
             playback_path: format!("/vod/{}/master.m3u8", m.id),
+            poster_path: format!("/vod/{}/poster.jpg", m.parent.as_deref().unwrap_or(&m.id)),
             kind: match m.kind {
                 Kind::Recording => "recording",
                 Kind::Clip => "clip",
@@ -107,7 +112,13 @@ pub(crate) struct Recordings {
     store: Option<Store>,
     secret: Option<Secret>,
     defaults: RecordingsConfig,
+    /// The store's listing (every manifest read), newest first, shared by the listings of
+    /// the next [`LISTING_TTL`]: directory pages ask often, and on S3 each manifest is a GET.
+    listing: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Recording>>)>>,
 }
+
+/// How long a listing of the store answers `get_recordings`.
+const LISTING_TTL: Duration = Duration::from_secs(5);
 
 /// A highlight is clipped this long after the moment (the segments around it are finished).
 const CLIP_AFTER: i64 = 10_000;
@@ -139,6 +150,7 @@ impl Recordings {
             store,
             secret: config.cluster.secret.clone(),
             defaults: config.storage.recordings.clone(),
+            listing: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -237,11 +249,30 @@ impl Recordings {
 
     /// Recordings and clips of `channel` (every channel's when `None`), newest first.
     pub(crate) async fn list(&self, channel: Option<&str>) -> Result<Vec<Recording>, ApiError> {
-        let mut all = recordings::list(self.store()?, channel)
-            .await
-            .map_err(store_error)?;
-        all.reverse();
-        Ok(all.into_iter().map(Recording::from).collect())
+        let store = self.store()?;
+        // One reader at a time: concurrent listings wait for the same read.
+        let mut listing = self.listing.lock().await;
+        let all = match &*listing {
+            Some((at, all)) if at.elapsed() < LISTING_TTL => Arc::clone(all),
+            _ => {
+                let mut read = recordings::list(store, None).await.map_err(store_error)?;
+                read.reverse();
+                let all = Arc::new(read.into_iter().map(Recording::from).collect::<Vec<_>>());
+                *listing = Some((std::time::Instant::now(), Arc::clone(&all)));
+                all
+            }
+        };
+        drop(listing);
+        Ok(all
+            .iter()
+            .filter(|r| channel.is_none_or(|c| c == r.channel))
+            .cloned()
+            .collect())
+    }
+
+    /// The next listing reads the store again (after a deletion here).
+    async fn forget_listing(&self) {
+        *self.listing.lock().await = None;
     }
 
     /// One recording or clip.
@@ -264,6 +295,7 @@ impl Recordings {
         recordings::delete(self.store()?, &rec.id)
             .await
             .map_err(store_error)?;
+        self.forget_listing().await;
         info!(recording = %rec.id, channel = %rec.channel, "recording deleted");
         Ok(())
     }
@@ -390,6 +422,7 @@ impl Recordings {
         .await
         .map_err(|e| e.to_string())?;
         if !gone.is_empty() {
+            self.forget_listing().await;
             info!(deleted = gone.len(), "retention sweep done");
         }
         Ok(gone)
