@@ -57,17 +57,90 @@ impl Fallback {
     }
 }
 
+/// The store behind the routes below, with caches in front: VOD media and posters
+/// (immutable) kept by size up to a bound, read from the store once however many viewers ask
+/// at once; manifests (what lets media be served: a deleted recording's media is refused
+/// within [`SHORT_TTL`]) and thumbnails for [`SHORT_TTL`].
+#[derive(Clone)]
+pub(crate) struct Stored {
+    store: potok_storage::Store,
+    media: moka::future::Cache<String, Bytes>,
+    manifests: moka::future::Cache<String, Arc<potok_storage::Manifest>>,
+    thumbnails: moka::future::Cache<String, Bytes>,
+}
+
+/// How long a manifest or a thumbnail read from the store answers.
+const SHORT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+type StoreRead<T> = Result<T, Arc<potok_storage::RecordingError>>;
+
+impl Stored {
+    /// Over `store`, keeping up to `media_bytes` of VOD media.
+    pub(crate) fn new(store: potok_storage::Store, media_bytes: u64) -> Self {
+        let by_size = |_: &String, b: &Bytes| u32::try_from(b.len() + 128).unwrap_or(u32::MAX);
+        Stored {
+            store,
+            media: moka::future::Cache::builder()
+                .max_capacity(media_bytes)
+                .weigher(by_size)
+                .build(),
+            manifests: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(SHORT_TTL)
+                .build(),
+            thumbnails: moka::future::Cache::builder()
+                .max_capacity(16 << 20)
+                .weigher(by_size)
+                .time_to_live(SHORT_TTL)
+                .build(),
+        }
+    }
+
+    async fn read(
+        store: &potok_storage::Store,
+        key: &str,
+    ) -> Result<Bytes, potok_storage::RecordingError> {
+        store
+            .get(key)
+            .await?
+            .ok_or(potok_storage::RecordingError::NotFound)
+    }
+
+    async fn manifest(&self, id: &str) -> StoreRead<Arc<potok_storage::Manifest>> {
+        potok_storage::check_id(id).map_err(Arc::new)?;
+        self.manifests
+            .try_get_with(id.to_owned(), async {
+                potok_storage::recordings::get(&self.store, id)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+    }
+
+    async fn media(&self, key: String) -> StoreRead<Bytes> {
+        self.media
+            .try_get_with(key.clone(), Self::read(&self.store, &key))
+            .await
+    }
+
+    async fn thumbnail(&self, key: String) -> StoreRead<Bytes> {
+        self.thumbnails
+            .try_get_with(key.clone(), Self::read(&self.store, &key))
+            .await
+    }
+}
+
 /// Routes served from the store alone:
 ///
 /// - `GET /vod/{id}/master.m3u8`, `/vod/{id}/{rendition}/index.m3u8` and the media they
 ///   name: recordings and clips (immutable once listed); `/vod/{id}/poster.jpg`, a
 ///   recording's poster;
 /// - `GET /thumbnails/{stream}.jpg`: the latest thumbnail of a stream (`max-age=5`).
-pub(crate) fn stored_routes(store: potok_storage::Store) -> axum::Router {
+pub(crate) fn stored_routes(stored: Stored) -> axum::Router {
     axum::Router::new()
         .route("/vod/{*path}", axum::routing::get(vod))
         .route("/thumbnails/{file}", axum::routing::get(thumbnail))
-        .with_state(store)
+        .with_state(stored)
 }
 
 fn stored_response(
@@ -106,7 +179,7 @@ fn refusal(e: &potok_storage::RecordingError) -> Response {
 }
 
 async fn vod(
-    axum::extract::State(store): axum::extract::State<potok_storage::Store>,
+    axum::extract::State(stored): axum::extract::State<Stored>,
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> Response {
     use potok_storage::recordings;
@@ -116,31 +189,10 @@ async fn vod(
         return refusal(&potok_storage::RecordingError::InvalidId);
     }
     let parts: Vec<&str> = path.split('/').collect();
-    let result = match parts.as_slice() {
-        [id, "master.m3u8"] => recordings::master_playlist(&store, id).await.map(|t| {
-            stored_response(
-                StatusCode::OK,
-                PLAYLIST,
-                "public, max-age=60",
-                Bytes::from(t),
-            )
-        }),
-        [id, "poster.jpg"] => {
-            if let Err(e) = potok_storage::check_id(id) {
-                return refusal(&e);
-            }
-            match store.get(&recordings::poster_key(id)).await {
-                Ok(Some(b)) => Ok(stored_response(
-                    StatusCode::OK,
-                    "image/jpeg",
-                    "public, max-age=3600",
-                    b,
-                )),
-                Ok(None) => Err(potok_storage::RecordingError::NotFound),
-                Err(e) => Err(e.into()),
-            }
-        }
-        [id, rendition, "index.m3u8"] => recordings::media_playlist(&store, id, rendition)
+    let store = &stored.store;
+    // Playlists are read from the store every time: a deletion shows at once.
+    let result: StoreRead<Response> = match parts.as_slice() {
+        [id, "master.m3u8"] => recordings::master_playlist(store, id)
             .await
             .map(|t| {
                 stored_response(
@@ -149,7 +201,26 @@ async fn vod(
                     "public, max-age=60",
                     Bytes::from(t),
                 )
-            }),
+            })
+            .map_err(Arc::new),
+        [id, "poster.jpg"] => match stored.manifest(id).await {
+            Ok(_) => stored
+                .media(recordings::poster_key(id))
+                .await
+                .map(|b| stored_response(StatusCode::OK, "image/jpeg", "public, max-age=3600", b)),
+            Err(e) => Err(e),
+        },
+        [id, rendition, "index.m3u8"] => recordings::media_playlist(store, id, rendition)
+            .await
+            .map(|t| {
+                stored_response(
+                    StatusCode::OK,
+                    PLAYLIST,
+                    "public, max-age=60",
+                    Bytes::from(t),
+                )
+            })
+            .map_err(Arc::new),
         [id, rendition, file] => {
             let media = match crate::object::parse(&format!("/live/x/{rendition}/{file}"), None) {
                 Ok(o) if matches!(o.class, Class::Segment | Class::Init) => o,
@@ -160,27 +231,22 @@ async fn vod(
             } else {
                 "video/iso.segment"
             };
-            match recordings::get(&store, id).await {
-                Ok(m) if m.renditions.iter().any(|r| r.name == *rendition) => {
-                    match store.get(&recordings::media_key(&m, rendition, file)).await {
-                        Ok(Some(b)) => {
-                            Ok(stored_response(StatusCode::OK, content_type, IMMUTABLE, b))
-                        }
-                        Ok(None) => Err(potok_storage::RecordingError::NotFound),
-                        Err(e) => Err(e.into()),
-                    }
-                }
-                Ok(_) => Err(potok_storage::RecordingError::NotFound),
+            match stored.manifest(id).await {
+                Ok(m) if m.renditions.iter().any(|r| r.name == *rendition) => stored
+                    .media(recordings::media_key(&m, rendition, file))
+                    .await
+                    .map(|b| stored_response(StatusCode::OK, content_type, IMMUTABLE, b)),
+                Ok(_) => Err(Arc::new(potok_storage::RecordingError::NotFound)),
                 Err(e) => Err(e),
             }
         }
-        _ => Err(potok_storage::RecordingError::InvalidId),
+        _ => Err(Arc::new(potok_storage::RecordingError::InvalidId)),
     };
     result.unwrap_or_else(|e| refusal(&e))
 }
 
 async fn thumbnail(
-    axum::extract::State(store): axum::extract::State<potok_storage::Store>,
+    axum::extract::State(stored): axum::extract::State<Stored>,
     axum::extract::Path(file): axum::extract::Path<String>,
 ) -> Response {
     let Some(stream) = file.strip_suffix(".jpg") else {
@@ -189,12 +255,11 @@ async fn thumbnail(
     if potok_storage::check_id(stream).is_err() {
         return refusal(&potok_storage::RecordingError::InvalidId);
     }
-    match store
-        .get(&potok_storage::recordings::thumbnail_key(stream))
+    match stored
+        .thumbnail(potok_storage::recordings::thumbnail_key(stream))
         .await
     {
-        Ok(Some(b)) => stored_response(StatusCode::OK, "image/jpeg", "public, max-age=5", b),
-        Ok(None) => refusal(&potok_storage::RecordingError::NotFound),
-        Err(e) => refusal(&e.into()),
+        Ok(b) => stored_response(StatusCode::OK, "image/jpeg", "public, max-age=5", b),
+        Err(e) => refusal(&e),
     }
 }

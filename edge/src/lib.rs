@@ -174,7 +174,9 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         .route("/live/{*path}", get(proxy::handle))
         .with_state(edge);
     if let Some(store) = store {
-        routes = routes.merge(fallback::stored_routes(store));
+        // VOD media gets a quarter of the live cache's bound, beside it.
+        let stored = fallback::Stored::new(store, e.cache.max_bytes.bytes() / 4);
+        routes = routes.merge(fallback::stored_routes(stored));
     }
     let routes = routes.layer(cors);
     let router = role_router(Role::Edge, routes, vec![upstream.readiness()], ctx);

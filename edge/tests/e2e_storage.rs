@@ -74,6 +74,19 @@ async fn post(url: &str, body: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The edge's object-store reads so far (its `/metrics`).
+async fn store_gets(edge: &Edge) -> u64 {
+    let text = get(&edge.url("/metrics")).await.text();
+    text.lines()
+        .find(|l| {
+            l.starts_with("potok_storage_request_seconds_count{")
+                && l.contains("op=\"get\"")
+                && l.contains("role=\"edge\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no store reads counted in {text}"))
+}
+
 fn parse(text: &str) -> MediaPlaylist {
     MediaPlaylist::parse(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
 }
@@ -241,6 +254,33 @@ async fn a_broadcast_becomes_a_vod_with_dvr_thumbnails_and_clips_through_the_edg
             .text(),
     );
     assert!(vod.ended);
+
+    // VOD media is read from the store once, however many viewers ask at once: 20 at once
+    // and 20 after cost at most the manifest and the segment.
+    let seg = edge.url(&format!(
+        "/vod/{id}/source/{}",
+        vod.segments[1].uri.as_deref().unwrap()
+    ));
+    let before = store_gets(&edge).await;
+    let mut at_once = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let seg = seg.clone();
+        at_once.spawn(async move { get(&seg).await });
+    }
+    let first = get(&seg).await;
+    assert_eq!(first.status, 200);
+    while let Some(got) = at_once.join_next().await {
+        let got = got.unwrap();
+        assert_eq!((got.status, &got.body), (200, &first.body));
+    }
+    for _ in 0..20 {
+        assert_eq!(get(&seg).await.body, first.body);
+    }
+    let reads = store_gets(&edge).await - before;
+    assert!(
+        reads <= 2,
+        "{reads} store reads for 41 requests of one segment"
+    );
 
     // A clip of 3-6 s: whole segments, its own playlist, plays.
     let (status, body) = post(
