@@ -8,14 +8,19 @@
 //! RU/EN switch and rubles with kopecks, the directory, a sandbox donation that shows on
 //! the alerts overlay (DOM and a screenshot) and moves the goal overlay's bar. The overlays
 //! are also fed events by the browser script itself (two donations at once queue without
-//! overlap, variants by amount, markup stays text, the goal bar). No console errors from
-//! the pages.
+//! overlap, variants by amount, markup stays text, the goal bar). Storage is S3 (moto): the
+//! directory's thumbnails, the dashboard's recordings, the offline state playing the last
+//! recording and the directory's recent broadcasts all come from it. No console errors
+//! from the pages.
 //!
-//! Needs `scripts/setup` (chromium, Node.js, the npm packages in tests/browser, ffmpeg).
+//! Needs `scripts/setup` (chromium, Node.js, the npm packages in tests/browser, ffmpeg,
+//! moto).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../storage/tests/common/moto.rs"]
+mod moto;
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +51,9 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
     c.edge.http_listen = format!("127.0.0.1:{edge_port}").parse().unwrap();
     c.web.edge_url = Some(format!("http://127.0.0.1:{edge_port}"));
     c.origin.transcode.enabled = true;
+    // Recordings and thumbnails in S3 (moto), as a production installation keeps them.
+    let s3 = moto::Moto::start().await;
+    c.storage = s3.storage();
     c.validate(&Role::ALL).unwrap();
     let app = App::bind(c, &Role::ALL).await.unwrap();
     let cp = app.addr(Role::ControlPlane).unwrap();
