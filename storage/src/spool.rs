@@ -282,58 +282,105 @@ fn dropped(shared: &Shared, key: &str, why: &'static str) {
     warn!(key, "{why}");
 }
 
+/// Objects written to disk per round: their writes and fsyncs run together (the file
+/// system commits many in one journal flush), then the directory is synced once.
+const WRITE_BATCH: usize = 64;
+
+/// An object admitted to the spool, being written.
+struct Admitted {
+    seq: u64,
+    len: u64,
+    barrier: bool,
+    key: String,
+    path: PathBuf,
+    bytes: Bytes,
+}
+
+/// Writes `bytes` at `path` durably: the data reaches the disk before the name does, so a
+/// host crash leaves either the whole object or none of it.
+async fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let tmp = path.with_extension("tmp");
+    let written = async {
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        f.write_all(bytes).await?;
+        f.sync_data().await?;
+        drop(f);
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written
+}
+
 async fn disk_writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
-    while let Some(job) = rx.recv().await {
-        let len = job.len();
-        let seq = {
-            let mut st = shared.state();
-            if st.bytes + len > shared.max_bytes {
-                drop(st);
-                dropped(
-                    &shared,
-                    &job.key,
-                    "spool full (storage.spool.max_bytes): object not stored",
-                );
-                continue;
-            }
-            st.bytes += len;
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            seq
-        };
-        let path = shared.file(seq);
-        let tmp = path.with_extension("tmp");
-        let bytes = job.encode();
-        let written = async {
-            tokio::fs::write(&tmp, &bytes).await?;
-            tokio::fs::rename(&tmp, &path).await
-        }
-        .await;
-        match written {
-            Ok(()) => {
-                {
-                    let mut st = shared.state();
-                    st.entries.push_back(Entry {
-                        seq,
-                        len,
-                        barrier: job.barrier,
-                    });
-                    shared.gauges(&st);
+    let mut jobs = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
+        let mut admitted = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            let len = job.len();
+            let seq = {
+                let mut st = shared.state();
+                if st.bytes + len > shared.max_bytes {
+                    drop(st);
+                    dropped(
+                        &shared,
+                        &job.key,
+                        "spool full (storage.spool.max_bytes): object not stored",
+                    );
+                    continue;
                 }
-                shared.wake.notify_one();
-            }
-            Err(e) => {
-                shared.state().bytes -= len;
-                let _ = tokio::fs::remove_file(&tmp).await;
-                warn!(key = %job.key, error = %e, "spool: cannot write to disk: object not stored");
-                shared
-                    .store
-                    .metrics()
-                    .uploads
-                    .with_label_values(&["dropped"])
-                    .inc();
+                st.bytes += len;
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                seq
+            };
+            admitted.push(Admitted {
+                seq,
+                len,
+                barrier: job.barrier,
+                path: shared.file(seq),
+                bytes: job.encode(),
+                key: job.key,
+            });
+        }
+        let results = futures_util::future::join_all(
+            admitted.iter().map(|a| write_durably(&a.path, &a.bytes)),
+        )
+        .await;
+        // The names, durable before any entry is queued (a crash loses nothing queued).
+        if let Some(dir) = admitted.first().and_then(|a| a.path.parent()) {
+            let synced = async { tokio::fs::File::open(dir).await?.sync_all().await }.await;
+            if let Err(e) = synced {
+                warn!(error = %e, "spool: cannot sync its directory");
             }
         }
+        {
+            let mut st = shared.state();
+            for (a, written) in admitted.iter().zip(&results) {
+                match written {
+                    Ok(()) => st.entries.push_back(Entry {
+                        seq: a.seq,
+                        len: a.len,
+                        barrier: a.barrier,
+                    }),
+                    Err(e) => {
+                        st.bytes -= a.len;
+                        warn!(key = %a.key, error = %e, "spool: cannot write to disk: object not stored");
+                        shared
+                            .store
+                            .metrics()
+                            .uploads
+                            .with_label_values(&["dropped"])
+                            .inc();
+                    }
+                }
+            }
+            shared.gauges(&st);
+        }
+        shared.wake.notify_one();
     }
 }
 
