@@ -154,7 +154,7 @@ pub fn ledger_reconcile(config: Option<PathBuf>) -> ExitCode {
 
 /// `potok all|origin|edge|control-plane`: runs `roles` until SIGINT/SIGTERM, drains within
 /// `shutdown.drain_timeout`, exits 0; a second signal exits at once.
-pub fn run_roles(config: Option<PathBuf>, roles: &[Role]) -> ExitCode {
+pub fn run_roles(config: Option<PathBuf>, roles: &[Role], demo: bool) -> ExitCode {
     let path = config_path(config);
     let config = match load(path.as_deref(), roles) {
         Ok(c) => c,
@@ -177,14 +177,14 @@ pub fn run_roles(config: Option<PathBuf>, roles: &[Role]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(serve(config, path, roles));
+    let code = runtime.block_on(serve(config, path, roles, demo));
     // Connections still open after the drain deadline are abandoned, not awaited.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
 }
 
 #[allow(clippy::print_stdout)] // the banner is for the person who started the process
-async fn serve(config: Config, path: Option<PathBuf>, roles: &[Role]) -> ExitCode {
+async fn serve(config: Config, path: Option<PathBuf>, roles: &[Role], demo: bool) -> ExitCode {
     let (mut sigint, mut sigterm) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -203,7 +203,7 @@ async fn serve(config: Config, path: Option<PathBuf>, roles: &[Role]) -> ExitCod
     for w in config.warnings(roles) {
         warn!(field = %w.path, "{}", w.message);
     }
-    let app = match App::bind(config, roles).await {
+    let app = match App::bind_with(config, roles, !demo).await {
         Ok(app) => app,
         Err(e) => {
             error!("cannot start: {e:#}");
@@ -214,7 +214,31 @@ async fn serve(config: Config, path: Option<PathBuf>, roles: &[Role]) -> ExitCod
     info!(config = %source, "started");
     print!("{}", app.banner());
     let shutdown = app.shutdown_token();
+    let demo = demo.then(|| {
+        (
+            app.addr(Role::ControlPlane),
+            app.listener(Role::Origin, "rtmp"),
+            app.config().node.data_dir.clone(),
+            app.config().node.public_host.clone(),
+        )
+    });
     let mut running = tokio::spawn(app.run());
+    if let Some((Some(cp), Some(rtmp), data_dir, host)) = demo {
+        match crate::demo::seed(cp, &data_dir).await {
+            Ok(d) => {
+                info!(
+                    channel = crate::demo::CHANNEL,
+                    "demo streamer ready; publishing"
+                );
+                print!("{}", crate::demo::banner(&d, cp, &host));
+                tokio::spawn(crate::demo::publish(rtmp, d.key, shutdown.clone()));
+            }
+            Err(e) => {
+                error!("demo not started: {e:#}");
+                eprintln!("potok: demo not started: {e:#}");
+            }
+        }
+    }
 
     let first = tokio::select! {
         _ = &mut running => {

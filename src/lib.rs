@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod demo;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -30,7 +31,18 @@ impl App {
     /// Binds the listeners of `roles` (in dependency order: control plane, origin, edge).
     /// In a process that runs both origin and edge, an edge without configured origins pulls
     /// from the origin of this process.
-    pub async fn bind(mut config: Config, roles: &[Role]) -> anyhow::Result<App> {
+    pub async fn bind(config: Config, roles: &[Role]) -> anyhow::Result<App> {
+        Box::pin(Self::bind_with(config, roles, true)).await
+    }
+
+    /// [`App::bind`]; `config_demo_stream`: whether `potok all` without configured keys
+    /// makes the configuration stream "demo" (`potok all --demo` makes an account of that
+    /// name through the API instead).
+    pub async fn bind_with(
+        mut config: Config,
+        roles: &[Role],
+        config_demo_stream: bool,
+    ) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
             format!(
                 "node.data_dir: cannot create {}",
@@ -44,7 +56,10 @@ impl App {
         };
         // `potok all` without configured keys still lets its operator publish: one random key
         // for a stream called "demo", shown in the banner only.
-        let demo_key = if roles.len() == Role::ALL.len() && config.origin.streams.is_empty() {
+        let demo_key = if config_demo_stream
+            && roles.len() == Role::ALL.len()
+            && config.origin.streams.is_empty()
+        {
             let key = Secret::new(random_key()?);
             config.origin.streams.push(StreamKeyConfig {
                 name: "demo".to_owned(),

@@ -24,7 +24,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every role in one process (embedded defaults: SQLite, local storage).
-    All,
+    All {
+        /// Also make a demo streamer through the API (account "demo", its stream key, an
+        /// overlay token, a goal), publish a test pattern to it with ffmpeg and print the
+        /// pages to open.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Run the origin role: ingest, packaging, origin HTTP API.
     Origin,
     /// Run the edge role: viewer-facing cache.
@@ -100,10 +106,12 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::All => commands::run_roles(cli.config, RoleArg::All.roles()),
-        Command::Origin => commands::run_roles(cli.config, RoleArg::Origin.roles()),
-        Command::Edge => commands::run_roles(cli.config, RoleArg::Edge.roles()),
-        Command::ControlPlane => commands::run_roles(cli.config, RoleArg::ControlPlane.roles()),
+        Command::All { demo } => commands::run_roles(cli.config, RoleArg::All.roles(), demo),
+        Command::Origin => commands::run_roles(cli.config, RoleArg::Origin.roles(), false),
+        Command::Edge => commands::run_roles(cli.config, RoleArg::Edge.roles(), false),
+        Command::ControlPlane => {
+            commands::run_roles(cli.config, RoleArg::ControlPlane.roles(), false)
+        }
         Command::Encoders => commands::encoders(cli.config),
         Command::Config {
             action: ConfigAction::Check { file, role },

@@ -310,3 +310,88 @@ async fn a_second_signal_exits_at_once() {
     // Nowhere near the hour-long drain deadline.
     assert!(asked.elapsed() < Duration::from_secs(20));
 }
+
+/// `potok all --demo`: a streamer made through the API goes live with ffmpeg's test
+/// pattern, with a goal and an overlay token; a second run logs into the same account
+/// (its password kept with mode 0600) with a fresh key, the earlier one revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_demo_makes_a_streamer_that_goes_live() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut prefixes = Vec::new();
+    for run in 0..2 {
+        let mut potok = Running::start(all_on_port_zero(dir.path()).arg("--demo"));
+        let cp = potok.addr("control-plane");
+        potok.wait_for("demo streamer ready; publishing", |_| true);
+        let live = common::until(
+            Duration::from_secs(60),
+            "the demo stream live",
+            async || {
+                let (_, active) =
+                    common::call(cp, "GET", "/api/v1/streams/active", None, None).await;
+                let items = active["items"].as_array().cloned().unwrap_or_default();
+                items
+                    .into_iter()
+                    .find(|s| s["name"] == "demo" && s["status"] == "live")
+            },
+        )
+        .await;
+        assert_eq!(live["name"], "demo", "{live}");
+        // Media, not just a publisher: the edge serves its playlists.
+        let edge = potok.addr("edge");
+        common::until(
+            Duration::from_secs(30),
+            "the demo stream at the edge",
+            async || {
+                let got = common::get(edge, "/live/demo/master.m3u8").await;
+                (got.status == 200 && got.body.contains("#EXT-X-STREAM-INF")).then_some(())
+            },
+        )
+        .await;
+        let saved = dir.path().join("data/demo-account.json");
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "run {run}");
+        let account: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+        let (s, session) = common::call(
+            cp,
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some(serde_json::json!({"username": "demo", "password": account["password"]})),
+        )
+        .await;
+        assert_eq!(s, 201, "{session}");
+        let token = session["token"].as_str().unwrap();
+        // The installation's first account: its admin too (the dashboard's every panel).
+        let (_, me) = common::call(cp, "GET", "/api/v1/me", Some(token), None).await;
+        assert_eq!(
+            (&me["username"], &me["role"]),
+            (&"demo".into(), &"admin".into()),
+            "{me}"
+        );
+        let (_, keys) = common::call(cp, "GET", "/api/v1/stream-keys", Some(token), None).await;
+        // One key listed (revoked ones are not), a new one each run.
+        let keys = keys.as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(!prefixes.contains(&keys[0]["prefix"]), "{keys:?}");
+        prefixes.push(keys[0]["prefix"].clone());
+        let (_, goals) = common::call(cp, "GET", "/api/v1/channels/demo/goals", None, None).await;
+        assert_eq!(goals.as_array().map(Vec::len), Some(1), "{goals}");
+        let (_, overlays) =
+            common::call(cp, "GET", "/api/v1/overlay-tokens", Some(token), None).await;
+        assert!(!overlays.as_array().unwrap().is_empty(), "{overlays}");
+        // Viewers can donate to it (the sandbox of `potok all`).
+        let (s, opts) = common::call(
+            cp,
+            "GET",
+            "/api/v1/channels/demo/donation-options",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{opts}");
+        potok.signal("-TERM");
+        assert_eq!(potok.exit_code(Duration::from_secs(20)), 0);
+    }
+}

@@ -62,7 +62,8 @@ impl ControlPlane {
     }
 
     /// A client for a node's own API at `base` (an origin's `http_url`): paths are sent as
-    /// given, with the cluster secret as the bearer token.
+    /// given, with the cluster secret as the bearer token (or any bearer token: a user's
+    /// session for the REST API; empty: none).
     pub fn node(base: &str, secret: Secret, timeout: Duration) -> Self {
         Self::with_prefix(base, secret, timeout, "")
     }
@@ -116,10 +117,14 @@ impl ControlPlane {
         body: Option<Vec<u8>>,
     ) -> Result<R, CallError> {
         let url = format!("{}{}{path}", self.base, self.prefix);
-        let mut req = hyper::Request::builder().method(method).uri(&url).header(
-            hyper::header::AUTHORIZATION,
-            format!("Bearer {}", self.secret.expose()),
-        );
+        let mut req = hyper::Request::builder().method(method).uri(&url);
+        // An empty secret: an anonymous call.
+        if !self.secret.expose().is_empty() {
+            req = req.header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.secret.expose()),
+            );
+        }
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
