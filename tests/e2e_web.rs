@@ -138,6 +138,7 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "overlay_goal_bar_moves",
         "dashboard_alert_preview",
         "directory_thumbnail",
+        "dashboard_stream_health",
         "dashboard_recordings",
         "offline_plays_last_recording",
         "directory_plays_recording",

@@ -140,6 +140,36 @@ async fn a_streamer_records_a_broadcast_that_plays_as_vod_and_expires_by_the_cha
     .await;
     assert_eq!(jpeg.trim(), "video,320,180", "{jpeg}");
 
+    // Its health from the origin (the seed's getStreamHealth): the publisher's 30 fps,
+    // keyframes every 2 s, 320x180 H.264; no ladder here. The streamer's only.
+    let health = format!("/api/v1/streams/{id}/health");
+    let h = until(
+        Duration::from_secs(20),
+        "a full health window",
+        async || {
+            let (s, h) = call(cp, "GET", &health, Some(&alice), None).await;
+            assert_eq!(s, 200, "{h}");
+            (h["fps"].as_f64().unwrap() >= 27.0 && h["keyframe_interval_secs"].is_f64())
+                .then_some(h)
+        },
+    )
+    .await;
+    assert!(h["fps"].as_f64().unwrap() <= 33.0, "{h}");
+    assert_eq!(h["keyframe_interval_secs"], 2.0, "{h}");
+    assert_eq!(h["resolution"], json!([320, 180]), "{h}");
+    assert!(
+        h["video_codecs"].as_str().unwrap().starts_with("avc1."),
+        "{h}"
+    );
+    assert!(h["bitrate_kbps"].as_u64().unwrap() > 20, "{h}");
+    assert_eq!(
+        (&h["publishing"], &h["rungs"], &h["shedding"]),
+        (&json!(true), &json!([]), &json!(false)),
+        "{h}"
+    );
+    assert_eq!(call(cp, "GET", &health, Some(&mallory), None).await.0, 403);
+    assert_eq!(call(cp, "GET", &health, None, None).await.0, 401);
+
     // The channel's `record: false` reached the origin in the grant: two heartbeats after
     // going live, it is still not recording (the configuration alone would record).
     let hb = |v: &Value| v["last_heartbeat_at"].as_i64().unwrap();

@@ -177,3 +177,42 @@ pub struct HeartbeatReply {
     #[serde(default)]
     pub stop: Vec<String>,
 }
+
+/// `GET /api/streams/{name}/health` at an origin (the control plane's `get_stream_health`):
+/// what arrives from the publisher over the last seconds and how the ladder keeps up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamHealth {
+    /// `true` while its publisher is connected; `false` in the reconnect grace period.
+    pub publishing: bool,
+    /// Ingest bitrate (audio and video) over the last 5 s, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Video frames per second received over the last 5 s.
+    pub fps: f64,
+    /// Seconds between the last two keyframes (media time), once two arrived.
+    pub keyframe_interval_secs: Option<f64>,
+    /// Video frames dropped since the broadcast started: before the first keyframe (not
+    /// decodable) and those the ladder could not keep up with.
+    pub dropped_frames: u64,
+    /// The source's video codec (`avc1.64001f`) and picture size, once known.
+    pub video_codecs: Option<String>,
+    /// Source picture width × height.
+    pub resolution: Option<(u32, u32)>,
+    /// The ladder's real-time factor (1 = keeping up), when it transcodes.
+    pub realtime_factor: Option<f64>,
+    /// The ladder's rungs, best first.
+    #[serde(default)]
+    pub rungs: Vec<RungHealth>,
+    /// Whether a rung was shed (the ladder could not keep up with it).
+    pub shedding: bool,
+}
+
+/// One rung of the ladder.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RungHealth {
+    /// Rendition name (`720p`).
+    pub name: String,
+    /// Encoded frames per second.
+    pub fps: f64,
+    /// `false` once shed.
+    pub active: bool,
+}

@@ -259,6 +259,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         payments::overlay::get_overlay_state,
         recordings::routes::get_recording_settings, recordings::routes::update_recording_settings,
         recordings::routes::start_recording, recordings::routes::stop_recording,
+        recordings::routes::get_stream_health,
         recordings::routes::get_recordings, recordings::routes::get_recording, recordings::routes::delete_recording,
     ),
     components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent, payments::Donation)),
@@ -346,6 +347,10 @@ fn routes(app: App) -> Router {
         .route(
             "/api/v1/streams/{id}/recording",
             post(recordings::routes::start_recording).delete(recordings::routes::stop_recording),
+        )
+        .route(
+            "/api/v1/streams/{id}/health",
+            get(recordings::routes::get_stream_health),
         )
         .route(
             "/api/v1/recordings",

@@ -11,6 +11,10 @@
 //!   store)
 //! - `GET /live/{stream}/thumbnail.jpg` — the stream's latest thumbnail
 //!
+//! Health (for the control plane; the same secret): `GET /api/streams/{stream}/health`,
+//! the seed's `getStreamHealth` (`wire::StreamHealth`: ingest bitrate, fps, keyframe
+//! interval, dropped frames, the ladder's rungs and shedding).
+//!
 //! Recordings (for the control plane; the same secret):
 //!
 //! - `POST /api/streams/{stream}/recording` (`{"renditions": [...], "max_duration_secs": N}`,
@@ -89,6 +93,7 @@ pub(crate) fn routes(
             "/api/streams/{stream}/clips",
             axum::routing::post(clip_live),
         )
+        .route("/api/streams/{stream}/health", get(stream_health))
         .route("/api/recordings", get(list_recordings))
         .route(
             "/api/recordings/{id}",
@@ -543,6 +548,13 @@ fn control_error(e: &crate::streams::RecordingControl) -> Response {
 #[derive(serde::Serialize)]
 struct RecordingRef {
     id: String,
+}
+
+async fn stream_health(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.streams.health(&name) {
+        Some(h) => json(StatusCode::OK, &h),
+        None => text(StatusCode::NOT_FOUND, "no such stream"),
+    }
 }
 
 async fn recording_status(State(api): State<Api>, Path(name): Path<String>) -> Response {

@@ -37,6 +37,11 @@ impl std::fmt::Debug for TranscodeSetup {
 }
 
 impl TranscodeSetup {
+    /// The ladders' metrics.
+    pub(crate) fn metrics(&self) -> &TranscodeMetrics {
+        &self.metrics
+    }
+
     /// Chooses the encoder (probing hardware for `auto`) and logs the choice.
     pub(crate) fn new(
         cfg: &TranscodeConfig,

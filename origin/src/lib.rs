@@ -15,6 +15,7 @@ mod api;
 mod archive;
 pub mod auth;
 mod body;
+mod health;
 mod ladder;
 mod metrics;
 mod rtmp;

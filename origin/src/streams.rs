@@ -214,6 +214,8 @@ pub(crate) struct StreamState {
     /// Whether any recording used this broadcast (else its archived media is deleted at
     /// its end).
     recorded: bool,
+    /// What arrives from the publisher (for `get_stream_health`).
+    pub(crate) ingest: crate::health::IngestHealth,
 }
 
 impl StreamState {
@@ -371,6 +373,7 @@ impl Streams {
                 stopped: false,
                 recording: None,
                 recorded: false,
+                ingest: crate::health::IngestHealth::default(),
             }),
             changed,
             held: Arc::new(Semaphore::new(self.settings.max_held)),
@@ -897,6 +900,46 @@ impl Streams {
         Ok(rec.id)
     }
 
+    /// The seed's `getStreamHealth` for `name`: the ingest's rates and the ladder's rungs.
+    pub(crate) fn health(&self, name: &str) -> Option<potok_config::wire::StreamHealth> {
+        let stream = self.get(name)?;
+        let st = stream.lock();
+        let rates = st.ingest.rates(std::time::Instant::now());
+        let ladder = self
+            .settings
+            .transcode
+            .as_ref()
+            .map(|t| t.metrics().stream_stats(name));
+        let source = st.rendition(SOURCE);
+        let rungs: Vec<potok_config::wire::RungHealth> = st
+            .renditions
+            .iter()
+            .filter(|r| r.name != SOURCE)
+            .map(|r| potok_config::wire::RungHealth {
+                name: r.name.clone(),
+                fps: ladder
+                    .as_ref()
+                    .and_then(|l| l.fps.iter().find(|(n, _)| *n == r.name))
+                    .map_or(0.0, |(_, f)| (f * 10.0).round() / 10.0),
+                active: !r.retired && r.own_output(),
+            })
+            .collect();
+        Some(potok_config::wire::StreamHealth {
+            publishing: matches!(st.publisher, Publisher::Live(_)),
+            bitrate_kbps: rates.bitrate_kbps,
+            fps: rates.fps,
+            keyframe_interval_secs: rates.keyframe_interval_secs,
+            dropped_frames: rates.dropped_frames + ladder.as_ref().map_or(0, |l| l.dropped),
+            video_codecs: source
+                .filter(|r| !r.codecs.is_empty())
+                .map(|r| r.codecs.split(',').next().unwrap_or_default().to_owned()),
+            resolution: source.and_then(|r| r.resolution),
+            realtime_factor: ladder.as_ref().and_then(|l| l.realtime),
+            shedding: rungs.iter().any(|r| !r.active),
+            rungs,
+        })
+    }
+
     /// The latest thumbnail of `name` (JPEG), while it is live or recently ended.
     pub(crate) fn thumbnail(&self, name: &str) -> Option<Bytes> {
         self.get(name)?;
@@ -1267,10 +1310,17 @@ impl PublishSession {
             TrackKind::Video => self.video_frames.inc(),
             TrackKind::Audio => self.audio_frames.inc(),
         }
+        let undecodable = self.packager.is_none()
+            && au.track == TrackKind::Video
+            && (!au.keyframe || self.video.is_none());
+        self.stream
+            .lock()
+            .ingest
+            .observe(std::time::Instant::now(), &au, undecodable);
         if self.packager.is_none() {
             match au.track {
                 TrackKind::Video => {
-                    if !au.keyframe || self.video.is_none() {
+                    if undecodable {
                         return; // wait for a decodable start
                     }
                 }
@@ -1449,6 +1499,7 @@ mod tests {
             stopped: false,
             recording: None,
             recorded: false,
+            ingest: crate::health::IngestHealth::default(),
         }
     }
 

@@ -265,6 +265,16 @@ try {
   passed('directory_thumbnail');
 
   await streamer.goto(base + '/dashboard');
+  // Stream health from the origin: the publisher's frame rate, keyframes every 2 s, the
+  // ladder's rungs.
+  await streamer.waitForFunction(() => {
+    const fps = document.getElementById('health-fps');
+    const rungs = document.getElementById('health-rungs');
+    return fps && Number(fps.dataset.value) >= 20 && Number(rungs.dataset.count) >= 1
+      && /2(\.0)?\s/.test(document.getElementById('health-keyframes').textContent)
+      && Number(document.getElementById('health-bitrate').dataset.value) > 100;
+  }, null, { timeout: 30000, polling: 500 });
+  passed('dashboard_stream_health');
   await streamer.waitForSelector('#rec-settings:not([hidden]) #rec-retention', { timeout: 15000 });
   await streamer.fill('#rec-retention', '14');
   await streamer.click('#rec-settings button[type=submit]');

@@ -18,4 +18,4 @@ pub use ffi::{AvError, HwKind, VideoCodec};
 pub use ladder::{
     Ladder, LadderError, LadderSettings, LadderSink, PlannedRung, RungSpec, request_shed,
 };
-pub use metrics::TranscodeMetrics;
+pub use metrics::{LadderStats, TranscodeMetrics};

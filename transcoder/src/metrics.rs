@@ -97,6 +97,44 @@ impl TranscodeMetrics {
             .min_by(f64::total_cmp)
     }
 
+    /// What the gauges and counters say of `stream`'s ladder now (read, never creating a
+    /// series).
+    pub fn stream_stats(&self, stream: &str) -> LadderStats {
+        use prometheus::core::Collector;
+        // (the rung label, the value) of every series of `c` for this stream.
+        let series = |c: &dyn Collector| -> Vec<(Option<String>, f64)> {
+            let mut out = Vec::new();
+            for family in c.collect() {
+                let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
+                for m in family.get_metric() {
+                    let label = |n: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == n)
+                            .map(|l| l.value().to_owned())
+                    };
+                    if label("stream").as_deref() == Some(stream) {
+                        let v = if counter {
+                            m.get_counter().get_value()
+                        } else {
+                            m.get_gauge().get_value()
+                        };
+                        out.push((label("rung"), v));
+                    }
+                }
+            }
+            out
+        };
+        LadderStats {
+            fps: series(&self.fps)
+                .into_iter()
+                .filter_map(|(rung, v)| Some((rung?, v)))
+                .collect(),
+            realtime: series(&self.realtime).first().map(|(_, v)| *v),
+            dropped: series(&self.dropped).first().map_or(0, |(_, v)| *v as u64),
+        }
+    }
+
     /// Records the encoder choice.
     pub fn set_encoder(&self, encoder: &str, requested: &str) {
         self.encoder.with_label_values(&[encoder, requested]).set(1);
@@ -121,6 +159,17 @@ impl TranscodeMetrics {
             dropped: self.dropped.with_label_values(&[stream]),
         }
     }
+}
+
+/// A stream's ladder as its metrics tell it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LadderStats {
+    /// Encoded frames per second by rung.
+    pub fps: Vec<(String, f64)>,
+    /// Real-time factor (1 = keeping up), while it runs.
+    pub realtime: Option<f64>,
+    /// Input frames dropped because the ladder fell behind.
+    pub dropped: u64,
 }
 
 /// One ladder's handles.

@@ -64,7 +64,7 @@
     // --- health and the viewers chart ---------------------------------------------
     const health = el('dl', { id: 'health' });
     const chart = el('canvas', { id: 'viewers-chart', width: '480', height: '120' });
-    grid.append(section('health-panel', 'dash.health', health, el('p', { class: 'hint' }, t('dash.health.more')), el('h3', {}, t('dash.chart')), chart));
+    grid.append(section('health-panel', 'dash.health', health, el('h3', {}, t('dash.chart')), chart));
     const samples = [];
     const draw = () => {
       const g = chart.getContext('2d');
@@ -88,6 +88,23 @@
           el('dt', {}, t('dash.uptime')), el('dd', {}, P.duration(s.duration_secs || 0)),
           el('dt', {}, t('dash.viewers')), el('dd', { id: 'stream-viewers' }, String(s.current_viewers)),
           el('dt', {}, t('dash.peak')), el('dd', {}, String(s.peak_viewers)));
+        // What the origin measures of the ingest and the ladder (live only).
+        if (s.status === 'live' || s.status === 'paused') {
+          let h = null;
+          try { h = await P.api('GET', '/api/v1/streams/' + enc(streamId) + '/health'); } catch (_) { h = null; }
+          if (h) {
+            const num = (v, unit) => (v === null || v === undefined ? '—' : String(v) + (unit ? ' ' + unit : ''));
+            const rungs = (h.rungs || []).map((r) => r.name + (r.active ? ' · ' + num(r.fps, t('dash.h.fps')) : ' · ' + t('dash.h.shed')));
+            health.append(
+              el('dt', {}, t('dash.h.bitrate')), el('dd', { id: 'health-bitrate', 'data-value': String(h.bitrate_kbps) }, num(h.bitrate_kbps, t('dash.h.kbps'))),
+              el('dt', {}, t('dash.h.fps')), el('dd', { id: 'health-fps', 'data-value': String(h.fps) }, num(h.fps)),
+              el('dt', {}, t('dash.h.keyframes')), el('dd', { id: 'health-keyframes' }, num(h.keyframe_interval_secs, t('dash.h.secs'))),
+              el('dt', {}, t('dash.h.video')), el('dd', { id: 'health-video' }, [h.video_codecs, h.resolution && h.resolution.join('×')].filter(Boolean).join(' · ') || '—'),
+              el('dt', {}, t('dash.h.dropped')), el('dd', { id: 'health-dropped' }, String(h.dropped_frames)),
+              el('dt', {}, t('dash.h.rungs')), el('dd', { id: 'health-rungs', 'data-count': String((h.rungs || []).length) }, rungs.join(', ') || t('dash.h.norungs')),
+              el('dt', {}, t('dash.h.shedding')), el('dd', { id: 'health-shedding', class: h.shedding ? 'warn' : '' }, t(h.shedding ? 'dash.h.yes' : 'dash.h.no')));
+          }
+        }
         samples.push(s.current_viewers || 0);
         if (samples.length > 360) samples.shift();
         draw();
@@ -95,7 +112,7 @@
       } catch (e) { fail(health, e); }
     };
     loadHealth();
-    setInterval(loadHealth, 10000);
+    setInterval(loadHealth, 5000);
 
     // --- chat and held messages ---------------------------------------------------
     const chatBox = el('div', { id: 'dash-chat', class: 'chat-panel' });

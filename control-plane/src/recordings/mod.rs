@@ -57,6 +57,44 @@ impl utoipa::PartialSchema for RenditionName {
 
 impl ToSchema for RenditionName {}
 
+/// What arrives from a live stream's publisher over the last seconds and how its ladder
+/// keeps up (an origin's `wire::StreamHealth`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct StreamHealth {
+    /// `true` while the publisher is connected; `false` in the reconnect grace period.
+    pub publishing: bool,
+    /// Ingest bitrate (audio and video) over the last 5 s, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Video frames per second received over the last 5 s.
+    pub fps: f64,
+    /// Seconds between the last two keyframes.
+    pub keyframe_interval_secs: Option<f64>,
+    /// Video frames dropped since the broadcast started (before the first keyframe, or
+    /// because the ladder fell behind).
+    pub dropped_frames: u64,
+    /// The source's video codec (`avc1.64001f`).
+    pub video_codecs: Option<String>,
+    /// The source's picture `[width, height]`.
+    pub resolution: Option<Vec<u32>>,
+    /// The ladder's real-time factor (1 = keeping up), when it transcodes.
+    pub realtime_factor: Option<f64>,
+    /// The ladder's rungs, best first.
+    pub rungs: Vec<RungHealth>,
+    /// Whether a rung was shed.
+    pub shedding: bool,
+}
+
+/// One rung of a stream's ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RungHealth {
+    /// Rendition name.
+    pub name: String,
+    /// Encoded frames per second.
+    pub fps: f64,
+    /// `false` once shed.
+    pub active: bool,
+}
+
 /// A recording or clip.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub(crate) struct Recording {
@@ -234,6 +272,18 @@ impl Recordings {
             .map_err(origin_error)?;
         info!(stream = %stream.name, recording = %r.id, "recording started");
         Ok(r.id)
+    }
+
+    /// The health of live `stream` from `node` (its origin): the seed's `getStreamHealth`.
+    pub(crate) async fn health(
+        &self,
+        node: &Node,
+        stream: &Stream,
+    ) -> Result<StreamHealth, ApiError> {
+        self.origin(node)?
+            .get(&format!("/api/streams/{}/health", stream.name))
+            .await
+            .map_err(origin_error)
     }
 
     /// Stops the recording of `stream` on `node`; returns its id.

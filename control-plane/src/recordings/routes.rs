@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Recording, RecordingSettings};
+use super::{Recording, RecordingSettings, StreamHealth};
 use crate::App;
 use crate::api::{Body, Caller, Params, require};
 use crate::error::{ApiError, Check, StreamingErrorCode};
@@ -95,6 +95,7 @@ async fn live_stream(
     app: &App,
     user: &User,
     id: &str,
+    to: &str,
 ) -> Result<(Stream, crate::model::Node), ApiError> {
     let stream = app
         .db
@@ -103,7 +104,7 @@ async fn live_stream(
         .ok_or_else(|| ApiError::not_found("stream"))?;
     require(
         stream.streamer_id == user.id || user.role.moderates(),
-        "only the stream's streamer or a moderator may record it",
+        &format!("only the stream's streamer or a moderator may {to}"),
     )?;
     let node = match (&stream.status, &stream.origin_node_id) {
         (StreamStatus::Live | StreamStatus::Paused, Some(n)) => app.db.node(n).await?,
@@ -112,6 +113,24 @@ async fn live_stream(
     let node =
         node.ok_or_else(|| ApiError::new(StreamingErrorCode::Conflict, "the stream is not live"))?;
     Ok((stream, node))
+}
+
+/// A live stream's health (the seed's `getStreamHealth`), from its origin: ingest bitrate,
+/// frame rate, keyframe interval, dropped frames, the ladder's rungs and shedding. For the
+/// stream's streamer and moderators.
+#[utoipa::path(get, path = "/api/v1/streams/{id}/health", tag = "streams",
+    operation_id = "get_stream_health", security(("token" = [])),
+    params(("id" = String, Path, description = "Stream id")),
+    responses((status = 200, body = StreamHealth), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, body = ApiError), (status = 409, description = "Not live", body = ApiError),
+        (status = 503, description = "The origin cannot be reached", body = ApiError)))]
+pub(crate) async fn get_stream_health(
+    State(app): State<App>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<StreamHealth>, ApiError> {
+    let (stream, node) = live_stream(&app, &user, &id, "see its health").await?;
+    Ok(Json(app.recordings.health(&node, &stream).await?))
 }
 
 /// Start recording a live stream (the seed's `startRecording`); it records until stopped,
@@ -132,7 +151,7 @@ pub(crate) async fn start_recording(
     check_renditions(&mut c, &req.renditions);
     check_duration(&mut c, req.max_duration_secs);
     c.done()?;
-    let (stream, node) = live_stream(&app, &user, &id).await?;
+    let (stream, node) = live_stream(&app, &user, &id, "record it").await?;
     let settings = app
         .recordings
         .settings(&app.db, &stream.streamer_id)
@@ -172,7 +191,7 @@ pub(crate) async fn stop_recording(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Stream>, ApiError> {
-    let (stream, node) = live_stream(&app, &user, &id).await?;
+    let (stream, node) = live_stream(&app, &user, &id, "record it").await?;
     app.recordings.stop(&node, &stream).await?;
     app.db.set_recording(&stream.id, None).await?;
     app.db
