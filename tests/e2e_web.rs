@@ -137,6 +137,7 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "overlay_alerts_queue_variants",
         "overlay_goal_bar_moves",
         "dashboard_alert_preview",
+        "overlay_server_speech",
         "directory_thumbnail",
         "dashboard_stream_health",
         "dashboard_recordings",

@@ -164,12 +164,12 @@ impl Provider {
 
 // ---------------------------------------------------------------- the load
 
-type Client = hyper_util::client::legacy::Client<
+pub(crate) type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
 >;
 
-async fn call(
+pub(crate) async fn call(
     client: &Client,
     addr: SocketAddr,
     method: &str,
@@ -200,7 +200,7 @@ async fn call(
     ))
 }
 
-async fn account(
+pub(crate) async fn account(
     client: &Client,
     addr: SocketAddr,
     name: &str,

@@ -13,11 +13,14 @@
 //!   PostgreSQL against pgbench's simple-update.
 //! - [`weblatency`]: `bench web-latency` — glass-to-glass latency of the watch page's player
 //!   against plain hls.js defaults, read back from the displayed frames in Chromium.
+//! - [`alerts`]: `bench alerts` — a donation's confirmation to its alert on screen in the
+//!   overlay page (Chromium), against the same event on a plain WebSocket client.
 //! - [`rtmp`]: an RTMP publisher that sends one FLV source to several servers at once and
 //!   records when each video frame left.
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod chat;
 pub mod edge;
 pub mod h3load;

@@ -5,6 +5,7 @@
 //!   cargo run --release -p potok-bench -- chat [--clients 10000] [--rate 50] [--runs 3]
 //!   cargo run --release -p potok-bench -- ledger [--donations 3000] [--concurrency 16] [--runs 3]
 //!   cargo run --release -p potok-bench -- web-latency [--seconds 30] [--runs 1] [--ladder]
+//!   cargo run --release -p potok-bench -- alerts [--donations 20] [--runs 3]
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // printing results is what this binary is for
@@ -135,6 +136,16 @@ enum Bench {
         #[arg(long)]
         ladder: bool,
     },
+    /// A donation's payment confirmation to its alert on screen in the alerts overlay
+    /// (headless Chromium), vs the same event on a plain WebSocket client, same run.
+    Alerts {
+        /// Donations per run (one at a time).
+        #[arg(long, default_value_t = 20)]
+        donations: usize,
+        /// Runs; the summary gives the median of the runs' percentiles.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Cache-hit requests/s and throughput of the edge vs nginx sendfile (wrk, HTTP/1.1).
     EdgeStatic {
         /// Seconds per wrk run.
@@ -205,6 +216,62 @@ fn web_latency(
     Ok(())
 }
 
+fn alerts_bench(rt: &tokio::runtime::Runtime, donations: usize, runs: usize) -> anyhow::Result<()> {
+    let opts = potok_bench::alerts::Options {
+        donations,
+        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    };
+    println!(
+        "alerts: control plane in this process (SQLite, sandbox payments), {donations} donations one at a time per run, {runs} run(s); headless Chromium on /overlay/<token>/alerts"
+    );
+    println!(
+        "  latency = from the sandbox confirmation request (the webhook) to the alert box on screen (the animation frame after it was added)"
+    );
+    println!(
+        "  reference: the same donation event on a plain WebSocket client of overlay:<channel>"
+    );
+    let mut all: [Vec<f64>; 5] = Default::default();
+    for i in 1..=runs {
+        let r = rt.block_on(potok_bench::alerts::run(&opts))?;
+        let q = [
+            percentile(&r.shown_ms, 50.0),
+            percentile(&r.shown_ms, 99.0),
+            percentile(&r.socket_ms, 50.0),
+            percentile(&r.socket_ms, 99.0),
+            percentile(&r.confirm_ms, 50.0),
+        ];
+        println!(
+            "run {i}: overlay p50 {} p99 {} | socket p50 {} p99 {} | confirmation answered p50 {} ({} alerts)",
+            fmt(q[0], "ms"),
+            fmt(q[1], "ms"),
+            fmt(q[2], "ms"),
+            fmt(q[3], "ms"),
+            fmt(q[4], "ms"),
+            r.shown_ms.len()
+        );
+        for (acc, v) in all.iter_mut().zip(q) {
+            acc.extend(v);
+        }
+    }
+    let m: Vec<Option<f64>> = all.iter().map(|v| median(v)).collect();
+    println!("summary (median of runs):");
+    println!(
+        "  overlay p50 {} p99 {} (target p99 <= 1000 ms) | socket p50 {} p99 {} | confirmation p50 {}",
+        fmt(m[0], "ms"),
+        fmt(m[1], "ms"),
+        fmt(m[2], "ms"),
+        fmt(m[3], "ms"),
+        fmt(m[4], "ms")
+    );
+    if let (Some(o), Some(s)) = (m[0], m[2]) {
+        println!(
+            "  the page's share (overlay - socket, p50): {:.0} ms",
+            o - s
+        );
+    }
+    Ok(())
+}
+
 fn fmt(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0} {unit}"))
 }
@@ -247,6 +314,7 @@ fn main() -> anyhow::Result<()> {
             runs,
             ladder,
         } => return web_latency(&rt, seconds, runs, ladder),
+        Bench::Alerts { donations, runs } => return alerts_bench(&rt, donations, runs),
         Bench::ChatServer { data_dir } => return rt.block_on(potok_bench::chat::serve(data_dir)),
         Bench::Ledger {
             donations,

@@ -256,7 +256,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         payments::routes::get_donation_competition, payments::routes::handle_viewer_challenge, payments::routes::get_viewer_challenge,
         payments::routes::decide_viewer_challenge, payments::routes::yookassa_notification, payments::routes::confirm_sandbox_payment,
         payments::overlay::create_overlay_token, payments::overlay::list_overlay_tokens, payments::overlay::revoke_overlay_token,
-        payments::overlay::get_overlay_state,
+        payments::overlay::get_overlay_state, payments::overlay::trigger_text_to_speech,
         recordings::routes::get_recording_settings, recordings::routes::update_recording_settings,
         recordings::routes::start_recording, recordings::routes::stop_recording,
         recordings::routes::get_stream_health,
@@ -597,6 +597,10 @@ fn routes(app: App) -> Router {
         .route(
             "/api/v1/overlay/{token}",
             get(payments::overlay::get_overlay_state),
+        )
+        .route(
+            "/api/v1/overlay/{token}/speech/{donation}",
+            get(payments::overlay::trigger_text_to_speech),
         )
         .route(
             "/pay/sandbox/{id}",

@@ -230,6 +230,8 @@ try {
     const overlay = await newPage('overlay', { viewport: { width: 1920, height: 1080 } });
     await overlay.goto(alertsUrl);
     await overlay.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 15000 });
+    // Headless Chromium has no voice: the overlay asks the server to read the alert.
+    const spoken = overlay.waitForResponse((r) => r.url().includes('/speech/'), { timeout: 45000 }).catch(() => null);
     const goalPage = await newPage('goal-overlay', { viewport: { width: 1920, height: 1080 } });
     await goalPage.goto(goalUrl);
     await goalPage.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 15000 });
@@ -252,6 +254,20 @@ try {
     report.screenshot = join(outDir, 'alert.png');
     await overlay.screenshot({ path: report.screenshot, omitBackground: true });
     passed('donation_alert_on_overlay', shown);
+    const voices = await overlay.evaluate(() => (window.speechSynthesis ? speechSynthesis.getVoices().length : 0));
+    if (!voices) {
+      const r = await spoken;
+      const got = r && { status: r.status(), type: r.headers()['content-type'], bytes: (await r.body()).length };
+      if (!got || got.status !== 200 || got.type !== 'audio/wav' || got.bytes < 1000) throw new Error('no server speech: ' + JSON.stringify(got));
+      // Only a completed donation of the token's channel is ever read; never for others.
+      const refusals = await overlay.evaluate(async () => {
+        const token = location.pathname.split('/')[2];
+        const st = async (u) => (await fetch(u)).status;
+        return [await st('/api/v1/overlay/ov_unknown/speech/x'), await st('/api/v1/overlay/' + token + '/speech/no-such-donation'), await st('/api/v1/overlay/' + token + '/speech/x?lang=klingon')];
+      });
+      if (JSON.stringify(refusals) !== '[401,404,422]') throw new Error('speech refusals ' + JSON.stringify(refusals));
+      passed('overlay_server_speech', got);
+    }
     await goalPage.waitForFunction((b) => Number(document.querySelector('.goal').dataset.current) >= b + 50000, before, { timeout: 15000 });
     passed('goal_bar_moves');
     report.donations = 'checked';

@@ -41,8 +41,15 @@
       a.play().catch(beep);
     } else beep();
   };
-  const speak = (text) => {
-    if (!text || !window.speechSynthesis || typeof SpeechSynthesisUtterance === 'undefined') return;
+  // The browser's voice when it has one; else the server's (espeak-ng) for this donation,
+  // when the overlay says where (`speechUrl`).
+  const speak = (text, serverUrl) => {
+    const voices = window.speechSynthesis && typeof SpeechSynthesisUtterance !== 'undefined' ? window.speechSynthesis.getVoices() : [];
+    if (!voices.length) {
+      if (serverUrl) { const a = new Audio(serverUrl); a.play().catch(() => {}); }
+      return;
+    }
+    if (!text) return;
     try {
       const u = new SpeechSynthesisUtterance(text);
       u.lang = P.lang === 'ru' ? 'ru-RU' : 'en-US';
@@ -51,8 +58,10 @@
   };
 
   // root: the element alerts appear in; settings: AlertSettings (variants, tts) for
-  // events that carry no chosen variant.
-  P.AlertQueue = function (root, settings) {
+  // events that carry no chosen variant; opts.speechUrl(donation): the server's spoken
+  // alert, for browsers without a voice.
+  P.AlertQueue = function (root, settings, opts) {
+    const speechUrl = (opts && opts.speechUrl) || null;
     const queue = [];
     let busy = false;
     let shown = 0;
@@ -75,7 +84,7 @@
       requestAnimationFrame(() => box.classList.add('in'));
       sound(variant.sound);
       const tts = alert ? !!alert.tts : !!(settings && settings.tts && settings.tts.enabled && donation.amount >= (settings.tts.min_amount || 0));
-      if (tts) speak(name + ': ' + (donation.message || amount));
+      if (tts) speak(name + ': ' + (donation.message || amount), speechUrl && donation.id ? speechUrl(donation) : null);
       setTimeout(() => {
         box.classList.remove('in');
         box.classList.add('out');

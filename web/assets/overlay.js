@@ -41,7 +41,8 @@
       document.body.dataset.state = 'ready';
       return;
     }
-    const alerts = kind === 'alerts' ? P.AlertQueue(app, state.alerts) : null;
+    const speechUrl = (d) => '/api/v1/overlay/' + encodeURIComponent(token) + '/speech/' + encodeURIComponent(d.id) + '?lang=' + (P.lang === 'en' ? 'en' : 'ru');
+    const alerts = kind === 'alerts' ? P.AlertQueue(app, state.alerts, { speechUrl }) : null;
     let goalEl = null, compEl = null;
     if (kind === 'goal') { goalEl = P.goalBar(state.goal); app.append(goalEl); }
     if (kind === 'competition') { compEl = competitionView(state.competition); app.append(compEl); }

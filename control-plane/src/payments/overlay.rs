@@ -8,9 +8,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::catalog::{self, AlertSettings, Competition, Goal};
 use crate::App;
@@ -193,4 +193,150 @@ pub(crate) async fn get_overlay_state(
         offset: super::events::overlay_last_seq(&app.db, &channel.username).await?,
         channel: channel.username,
     }))
+}
+
+/// The voice of a spoken alert.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Voice {
+    /// Russian.
+    Ru,
+    /// English.
+    En,
+}
+
+/// `?lang=` of a spoken alert.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SpeechQuery {
+    /// The voice (default: Russian).
+    lang: Option<Voice>,
+}
+
+/// Syntheses at once on this control plane (each is an `espeak-ng` process).
+const SPEECH_AT_ONCE: usize = 2;
+/// The longest a synthesis may take.
+const SPEECH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The largest answer read from the engine.
+const SPEECH_MAX_BYTES: usize = 8 << 20;
+
+fn speech_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(SPEECH_AT_ONCE))
+}
+
+/// `text` spoken by espeak-ng as WAV.
+async fn synthesize(text: &str, voice: Voice) -> Result<Vec<u8>, ApiError> {
+    use tokio::io::AsyncReadExt;
+    let unavailable = |why: String| {
+        tracing::warn!(%why, "speech synthesis failed");
+        ApiError::new(
+            StreamingErrorCode::ServiceBusy,
+            "no speech from this host now; the overlay's browser speaks instead",
+        )
+    };
+    let _slot = tokio::time::timeout(SPEECH_TIMEOUT, speech_slots().acquire())
+        .await
+        .map_err(|_| unavailable("every synthesis slot busy".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut child = tokio::process::Command::new("espeak-ng")
+        .args(["--stdout", "-s", "165", "-v"])
+        .arg(match voice {
+            Voice::Ru => "ru",
+            Voice::En => "en",
+        })
+        // The text is one argument after `--`: never an option, never a shell word.
+        .arg("--")
+        .arg(text)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| unavailable(format!("espeak-ng: {e} (scripts/setup installs it)")))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| unavailable("no stdout".into()))?;
+    let work = async {
+        let mut wav = Vec::new();
+        (&mut stdout)
+            .take(SPEECH_MAX_BYTES as u64 + 1)
+            .read_to_end(&mut wav)
+            .await?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((wav, status))
+    };
+    let (wav, status) = tokio::time::timeout(SPEECH_TIMEOUT, work)
+        .await
+        .map_err(|_| unavailable("espeak-ng took too long".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    if !status.success() || wav.len() > SPEECH_MAX_BYTES || !wav.starts_with(b"RIFF") {
+        return Err(unavailable(format!(
+            "espeak-ng: {status}, {} bytes",
+            wav.len()
+        )));
+    }
+    Ok(wav)
+}
+
+/// A donation's alert read aloud by the server (the seed's `triggerTextToSpeech`), for
+/// overlay hosts whose browser has no speech synthesis: WAV of "name: message" (or the
+/// amount), only for a completed donation to the token's channel that the alert settings
+/// say to read (speech on, at least the minimum amount). Never arbitrary text.
+#[utoipa::path(get, path = "/api/v1/overlay/{token}/speech/{donation}", tag = "donations",
+    operation_id = "trigger_text_to_speech",
+    params(("token" = String, Path, description = "An overlay token"), ("donation" = String, Path, description = "Donation id"), SpeechQuery),
+    responses((status = 200, description = "WAV audio", content_type = "audio/wav"), (status = 401, body = ApiError),
+        (status = 404, description = "No such completed donation to read on this channel", body = ApiError),
+        (status = 422, body = ApiError), (status = 503, description = "No speech engine free on this host", body = ApiError)))]
+pub(crate) async fn trigger_text_to_speech(
+    State(app): State<App>,
+    Path((token, donation)): Path<(String, String)>,
+    crate::api::Params(q): crate::api::Params<SpeechQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let channel = channel_of_token(&app.db, &token).await?.ok_or_else(|| {
+        ApiError::new(
+            StreamingErrorCode::Unauthorized,
+            "the overlay token is unknown or revoked",
+        )
+    })?;
+    let not_here = || ApiError::not_found("donation to read");
+    let d = app
+        .payments
+        .donation(&donation)
+        .await?
+        .filter(|d| d.streamer_id == channel.id && d.status == super::DonationStatus::Completed)
+        .ok_or_else(not_here)?;
+    let tts = catalog::settings(&app.db, &channel.id).await?.alerts.tts;
+    if !tts.enabled || d.amount < tts.min_amount {
+        return Err(not_here());
+    }
+    let name = if d.is_anonymous {
+        match q.lang {
+            Some(Voice::En) => "Anonymous".to_owned(),
+            _ => "Аноним".to_owned(),
+        }
+    } else {
+        d.donor_name.clone()
+    };
+    let said = match d
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        Some(m) => format!("{name}: {m}"),
+        None => format!("{name}: {} {}", d.amount / 100, d.currency),
+    };
+    let wav = synthesize(&said, q.lang.unwrap_or(Voice::Ru)).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "audio/wav"),
+            (axum::http::header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        wav,
+    )
+        .into_response())
 }
