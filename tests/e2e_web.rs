@@ -132,6 +132,7 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "mention_highlighted",
         "chat_escapes_markup",
         "reaction",
+        "follow_remembered",
         "ru_en_switch",
         "directory_lists_the_stream",
         "overlay_alerts_queue_variants",

@@ -127,6 +127,16 @@ try {
   await viewer.waitForFunction(() => document.querySelector('.reactions .reaction') !== null, null, { timeout: 15000 });
   passed('reaction');
 
+  // Follow: the button knows after a reload that the viewer follows.
+  await viewer.waitForSelector('#follow:not([hidden])', { timeout: 10000 });
+  if (await viewer.getAttribute('#follow', 'data-following') !== 'false') throw new Error('following before following');
+  await viewer.click('#follow');
+  await viewer.waitForSelector('#follow[data-following="true"]', { timeout: 10000 });
+  await viewer.reload();
+  await viewer.waitForSelector('#follow:not([hidden])[data-following="true"]', { timeout: 15000 });
+  await viewer.waitForFunction(() => document.getElementById('player').currentTime > 0, null, { timeout: 30000 });
+  passed('follow_remembered');
+
   // --- Russian and English -----------------------------------------------------------
   const lang = await viewer.evaluate(() => document.documentElement.lang);
   if (lang !== 'ru') throw new Error('a ru-RU browser got ' + lang);

@@ -223,11 +223,15 @@
     }
     if (ch) followers.textContent = t('watch.followers', { n: ch.followers });
     const me = await P.me();
-    const moderator = !!me && (me.username === channel || me.role === 'moderator' || me.role === 'admin');
+    // The room's own moderators too (the channel answers the caller's standing).
+    const moderator = !!me && (me.username === channel || me.role === 'moderator' || me.role === 'admin'
+      || (!!ch && (ch.role === 'owner' || ch.role === 'moderator')));
     P.Chat(chatBox, { room: channel, me: me && me.username, moderator });
     if (me && me.username !== channel) {
       follow.hidden = false;
-      let following = false;
+      let following = !!(ch && ch.following);
+      follow.textContent = t(following ? 'watch.unfollow' : 'watch.follow');
+      follow.dataset.following = String(following);
       follow.addEventListener('click', async () => {
         try {
           await P.api(following ? 'DELETE' : 'PUT', '/api/v1/channels/' + encodeURIComponent(channel) + '/follow');
@@ -236,6 +240,7 @@
           if (e.status === 409) following = !following; else { P.notice(app, P.errorText(e), 'error'); return; }
         }
         follow.textContent = t(following ? 'watch.unfollow' : 'watch.follow');
+        follow.dataset.following = String(following);
         const c = await P.api('GET', '/api/v1/channels/' + encodeURIComponent(channel)).catch(() => null);
         if (c) followers.textContent = t('watch.followers', { n: c.followers });
       });

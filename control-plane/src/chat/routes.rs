@@ -458,20 +458,49 @@ pub(crate) struct Channel {
     name: String,
     /// Followers.
     followers: i64,
+    /// Whether the caller follows it (absent without a caller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    following: Option<bool>,
+    /// The caller's standing in the channel's chat room: `owner`, `moderator` (of the room,
+    /// or a platform moderator or admin), `vip` or `regular` (absent without a caller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(owner|moderator|vip|subscriber|regular)$")]
+    role: Option<String>,
 }
 
-/// A channel's followers.
+fn standing_name(s: super::store::Standing) -> &'static str {
+    use super::store::Standing as S;
+    match s {
+        S::Owner => "owner",
+        S::Moderator => "moderator",
+        S::Vip => "vip",
+        S::Regular => "regular",
+    }
+}
+
+/// A channel: its followers and, for a signed-in caller, whether they follow it and who
+/// they are in its chat room.
 #[utoipa::path(get, path = "/api/v1/channels/{name}", tag = "chat", operation_id = "get_channel",
     params(("name" = String, Path, description = "The channel's name")),
-    responses((status = 200, body = Channel), (status = 404, body = ApiError)))]
+    responses((status = 200, body = Channel), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn channel(
     State(app): State<App>,
+    crate::api::MaybeCaller(caller): crate::api::MaybeCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Channel>, ApiError> {
     let owner = user_named(&app, &name).await?;
+    let (following, role) = match &caller {
+        Some(user) => (
+            Some(app.chat.follows(&user.id, &owner.id).await?),
+            Some(standing_name(app.chat.standing(&owner.username, user).await?).to_owned()),
+        ),
+        None => (None, None),
+    };
     Ok(Json(Channel {
         followers: app.chat.followers(&owner.id).await?,
         name: owner.username,
+        following,
+        role,
     }))
 }
 
@@ -496,6 +525,8 @@ pub(crate) async fn follow(
     Ok(Json(Channel {
         name: owner.username,
         followers,
+        following: Some(true),
+        role: None,
     }))
 }
 
@@ -514,6 +545,8 @@ pub(crate) async fn unfollow(
     Ok(Json(Channel {
         name: owner.username,
         followers,
+        following: Some(false),
+        role: None,
     }))
 }
 

@@ -1359,6 +1359,18 @@ impl Chat {
         self.followers(&channel.id).await
     }
 
+    /// Whether `user_id` follows `channel_id`.
+    pub(crate) async fn follows(&self, user_id: &str, channel_id: &str) -> Result<bool, ApiError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM follows WHERE follower_id = $1 AND channel_id = $2")
+                .bind(user_id)
+                .bind(channel_id)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
     /// How many follow a channel.
     pub(crate) async fn followers(&self, channel_id: &str) -> Result<i64, ApiError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM follows WHERE channel_id = $1")
