@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use load::{ConfigError, ENV_PREFIX, FieldError, load, load_str};
 pub use payments::{
     CurrencyLimits, FraudConfig, IpNet, PaymentProvider, PaymentsConfig, RevenueShares,
-    YooKassaConfig,
+    SubscriptionsConfig, YooKassaConfig,
 };
 pub use secret::{DatabaseUrl, REDACTED, Secret};
 pub use storage::{

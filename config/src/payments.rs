@@ -45,6 +45,38 @@ pub struct PaymentsConfig {
     pub registry_follower_threshold: u64,
     /// Velocity rules.
     pub fraud: FraudConfig,
+    /// Paid subscriptions: their period, renewal retries, grace and notices.
+    pub subscriptions: SubscriptionsConfig,
+}
+
+/// `control_plane.payments.subscriptions`: how subscriptions renew.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// One paid period ("a month"): 30 days, so every period has the same length and a
+    /// proration is exact.
+    pub period: HumanDuration,
+    /// After a failed renewal, the next attempt comes this long after the previous one.
+    pub retry_interval: HumanDuration,
+    /// How long after its period ended a subscription whose renewal keeps failing stays
+    /// active (retried every `retry_interval`) before it expires.
+    pub grace_period: HumanDuration,
+    /// Subscribers whose subscription ends (cancelled, gifted) are told this many days before.
+    pub expiring_notice_days: u32,
+    /// How often due renewals, resumptions and notices are looked for.
+    pub check_interval: HumanDuration,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        SubscriptionsConfig {
+            period: HumanDuration::secs(30 * 24 * 3600),
+            retry_interval: HumanDuration::secs(24 * 3600),
+            grace_period: HumanDuration::secs(3 * 24 * 3600),
+            expiring_notice_days: 3,
+            check_interval: HumanDuration::secs(60),
+        }
+    }
 }
 
 impl Default for PaymentsConfig {
@@ -59,6 +91,7 @@ impl Default for PaymentsConfig {
             payment_timeout: HumanDuration::secs(3600),
             registry_follower_threshold: 10_000,
             fraud: FraudConfig::default(),
+            subscriptions: SubscriptionsConfig::default(),
         }
     }
 }
@@ -253,6 +286,28 @@ impl PaymentsConfig {
                     format!("expected a URL like \"https://potok.example\", got {url:?}"),
                 );
             }
+        }
+        let sub = &self.subscriptions;
+        if sub.period.get() < std::time::Duration::from_secs(3600) {
+            add("subscriptions.period", "must be at least 1h".into());
+        }
+        if sub.retry_interval.get().is_zero() || sub.check_interval.get().is_zero() {
+            add(
+                "subscriptions.retry_interval",
+                "retry_interval and check_interval must be above zero".into(),
+            );
+        }
+        if sub.grace_period.get() >= sub.period.get() {
+            add(
+                "subscriptions.grace_period",
+                "must be shorter than the period".into(),
+            );
+        }
+        if u64::from(sub.expiring_notice_days) * 86_400 >= sub.period.get().as_secs() {
+            add(
+                "subscriptions.expiring_notice_days",
+                "must be shorter than the period".into(),
+            );
         }
         let y = &self.yookassa;
         if self.provider == PaymentProvider::Yookassa {

@@ -26,6 +26,7 @@ mod recordings;
 mod scheduler;
 mod secrets;
 mod streams;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,7 @@ pub(crate) struct App {
     pub(crate) notifications: Arc<notifications::Notifications>,
     pub(crate) payments: Arc<payments::Payments>,
     pub(crate) recordings: Arc<recordings::Recordings>,
+    pub(crate) subscriptions: Arc<subscriptions::Subscriptions>,
     pub(crate) hub: Arc<realtime::hub::Hub>,
     /// WebSocket connections per client address (`chat.max_connections_per_address`).
     pub(crate) sockets: potok_service::http::PerAddress,
@@ -138,6 +140,10 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         .await
         .map_err(StartError::Payments)?,
     );
+    let subscriptions = Arc::new(subscriptions::Subscriptions::new(
+        db.clone(),
+        Arc::clone(&payments),
+    ));
     let recordings = Arc::new(
         recordings::Recordings::new(
             config,
@@ -156,6 +162,7 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         notifications,
         payments: Arc::clone(&payments),
         recordings: Arc::clone(&recordings),
+        subscriptions: Arc::clone(&subscriptions),
         sockets: potok_service::http::PerAddress::new(cp.chat.max_connections_per_address as usize),
         db: db.clone(),
         cluster_secret: config.cluster.secret.clone(),
@@ -199,6 +206,9 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
             scheduler::sweep(app, shutdown)
         })
         .with_task("payments", None, move |shutdown| payments.run(shutdown))
+        .with_task("subscription-renewals", None, move |shutdown| {
+            subscriptions.run(shutdown)
+        })
         .with_task("recordings-retention", None, move |shutdown| async move {
             recordings.run_retention(retention_db, shutdown).await;
         })
@@ -261,6 +271,14 @@ pub async fn bind(config: &Config, ctx: &RoleContext) -> Result<RoleServer, Star
         recordings::routes::start_recording, recordings::routes::stop_recording,
         recordings::routes::get_stream_health,
         recordings::routes::get_recordings, recordings::routes::get_recording, recordings::routes::delete_recording,
+        subscriptions::routes::get_subscription_tiers, subscriptions::routes::create_subscription_tier,
+        subscriptions::routes::update_tier_privileges, subscriptions::routes::subscribe_to_streamer,
+        subscriptions::routes::get_channel_subscribers, subscriptions::routes::get_subscription,
+        subscriptions::routes::cancel_subscription, subscriptions::routes::upgrade_subscription,
+        subscriptions::routes::gift_subscription, subscriptions::routes::handle_gift_subscription_series,
+        subscriptions::routes::pause_subscription, subscriptions::routes::resume_subscription,
+        subscriptions::routes::get_subscription_history, subscriptions::routes::notify_expiring_subscription,
+        subscriptions::routes::offer_renewal_discount, subscriptions::routes::run_subscription_renewals,
     ),
     components(schemas(error::ApiError, error::StreamingErrorCode, error::FieldError, chat::ChatEvent, payments::Donation)),
     modifiers(&Security),
@@ -605,6 +623,67 @@ fn routes(app: App) -> Router {
         .route(
             "/pay/sandbox/{id}",
             get(payments::routes::sandbox_page).post(payments::routes::sandbox_submit),
+        )
+        .route(
+            "/api/v1/channels/{name}/subscription-tiers",
+            get(subscriptions::routes::get_subscription_tiers)
+                .post(subscriptions::routes::create_subscription_tier),
+        )
+        .route(
+            "/api/v1/subscription-tiers/{id}",
+            axum::routing::patch(subscriptions::routes::update_tier_privileges),
+        )
+        .route(
+            "/api/v1/channels/{name}/subscriptions",
+            post(subscriptions::routes::subscribe_to_streamer),
+        )
+        .route(
+            "/api/v1/channels/{name}/subscribers",
+            get(subscriptions::routes::get_channel_subscribers),
+        )
+        .route(
+            "/api/v1/channels/{name}/gift-subscriptions",
+            post(subscriptions::routes::gift_subscription),
+        )
+        .route(
+            "/api/v1/channels/{name}/gift-subscriptions/series",
+            post(subscriptions::routes::handle_gift_subscription_series),
+        )
+        .route(
+            "/api/v1/subscriptions",
+            get(subscriptions::routes::get_subscription_history),
+        )
+        .route(
+            "/api/v1/subscriptions/renewals",
+            post(subscriptions::routes::run_subscription_renewals),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}",
+            get(subscriptions::routes::get_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/cancel",
+            post(subscriptions::routes::cancel_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/upgrade",
+            post(subscriptions::routes::upgrade_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/pause",
+            post(subscriptions::routes::pause_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/resume",
+            post(subscriptions::routes::resume_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/expiring-notice",
+            post(subscriptions::routes::notify_expiring_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{id}/renewal-discount",
+            post(subscriptions::routes::offer_renewal_discount),
         )
         .route("/api/v1/{*rest}", axum::routing::any(api::not_found))
         .with_state(app)

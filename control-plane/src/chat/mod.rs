@@ -63,6 +63,9 @@ pub struct MessageContent {
     pub mentions: Vec<UserMention>,
     /// Link domains.
     pub links: Vec<String>,
+    /// The author's subscriber badge in this channel (tier and months), when subscribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badge: Option<Box<crate::subscriptions::ChatBadge>>,
 }
 
 /// A mentioned user.

@@ -462,7 +462,8 @@ pub(crate) struct Channel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     following: Option<bool>,
     /// The caller's standing in the channel's chat room: `owner`, `moderator` (of the room,
-    /// or a platform moderator or admin), `vip` or `regular` (absent without a caller).
+    /// or a platform moderator or admin), `vip`, `subscriber` (of the channel now) or `regular`
+    /// (absent without a caller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^(owner|moderator|vip|subscriber|regular)$")]
     role: Option<String>,
@@ -474,6 +475,7 @@ fn standing_name(s: super::store::Standing) -> &'static str {
         S::Owner => "owner",
         S::Moderator => "moderator",
         S::Vip => "vip",
+        S::Subscriber => "subscriber",
         S::Regular => "regular",
     }
 }

@@ -31,6 +31,8 @@ pub(crate) const MAX_REPLAY: i64 = 1000;
 pub(crate) enum Standing {
     /// Anyone signed in.
     Regular,
+    /// A paying (or gifted) subscriber of the channel now: passes subscriber-only mode.
+    Subscriber,
     /// A VIP of the channel: not slowed, not filtered for links.
     Vip,
     /// A moderator of the channel (or a platform moderator/admin).
@@ -253,7 +255,16 @@ impl Chat {
         Ok(match role.as_ref().map(|(r,)| r.as_str()) {
             Some("moderator") => Standing::Moderator,
             Some("vip") => Standing::Vip,
-            _ => Standing::Regular,
+            _ => {
+                if crate::subscriptions::repo::entitled_in(tx, owner_id, &user.id, now_ms())
+                    .await?
+                    .is_some()
+                {
+                    Standing::Subscriber
+                } else {
+                    Standing::Regular
+                }
+            }
         })
     }
 
@@ -454,7 +465,9 @@ impl Chat {
                 return Ok(Sent::Held(held));
             }
         }
-        let message = self.compose(user, room, seq, text, now).await?;
+        let badge = crate::subscriptions::repo::entitled_in(&mut tx, &owner, &user.id, now).await?;
+        let mut message = self.compose(user, room, seq, text, now).await?;
+        message.content.badge = badge.map(Box::new);
         self.post(tx, message).await.map(Sent::Posted)
     }
 
@@ -527,6 +540,7 @@ impl Chat {
                 emojis,
                 mentions,
                 links,
+                badge: None,
             },
             timestamp: now,
             platform: "potok".into(),
@@ -829,7 +843,7 @@ impl Chat {
         standing: Standing,
     ) -> Result<(), ApiError> {
         let now = now_ms();
-        if settings.subscribers_only && standing < Standing::Vip {
+        if settings.subscribers_only && standing < Standing::Subscriber {
             return Err(refuse(
                 StreamingErrorCode::MessageBlocked,
                 "subscribers-only chat",

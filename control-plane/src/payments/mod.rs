@@ -73,7 +73,7 @@ pub enum DonationType {
 }
 
 impl DonationType {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DonationType::Money => "money",
             DonationType::VirtualGift => "virtual_gift",
@@ -126,7 +126,7 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PaymentMethod::BankCard => "bank_card",
             PaymentMethod::Sbp => "sbp",
@@ -368,6 +368,32 @@ pub(crate) enum Outcome {
     Unknown,
     /// The provider's payment disagrees with the donation (amount or currency): nothing done.
     Mismatch,
+}
+
+/// A charge of the subscriptions area (see [`Payments::insert_charge`]).
+pub(crate) struct Charge<'a> {
+    pub(crate) streamer: &'a User,
+    pub(crate) payer: &'a User,
+    /// Minor units.
+    pub(crate) amount: i64,
+    pub(crate) currency: &'a str,
+    /// `{"subscription": {...}}`: what the charge pays for.
+    pub(crate) purpose: Value,
+    /// Unique per charge: a retried request adds nothing.
+    pub(crate) idempotence_key: &'a str,
+    pub(crate) method: PaymentMethod,
+    pub(crate) return_url: Option<&'a str>,
+}
+
+/// What [`Payments::pay_charge`] did.
+#[derive(Debug)]
+pub(crate) struct Charged {
+    /// Credited, failed, or still pending (`Unchanged`).
+    pub(crate) outcome: Outcome,
+    /// Where the payer confirms, when it waits for them.
+    pub(crate) confirmation_url: Option<String>,
+    /// Why it failed.
+    pub(crate) reason: Option<String>,
 }
 
 /// The payments area.
@@ -968,6 +994,8 @@ impl Payments {
                 description: &description,
                 return_url: &return_url,
                 idempotence_key: &format!("pay-{id}"),
+                save_payment_method: false,
+                payment_method_id: None,
             })
             .await;
         let payment = match created {
@@ -1006,6 +1034,131 @@ impl Payments {
                 url,
             },
         })
+    }
+
+    /// Adds, in the caller's transaction, a pending charge for the subscriptions area: a
+    /// donation of kind `subscription` (the subscription share of the ledger) whose `purpose`
+    /// says what it pays for. [`Self::pay_charge`] asks the provider for it after the commit.
+    pub(crate) async fn insert_charge(
+        &self,
+        tx: &mut Tx,
+        c: &Charge<'_>,
+    ) -> Result<String, ApiError> {
+        if !self.cfg.currencies.contains_key(c.currency) {
+            return Err(refuse(
+                StreamingErrorCode::ValidationFailed,
+                format!("payments in {:?} are not accepted", c.currency),
+            ));
+        }
+        let (share, fee) = split(c.amount, self.share_of(DonationType::Subscription));
+        let stream_id = self.db.open_stream_of(&c.streamer.id).await?.map(|s| s.id);
+        let id = new_id();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO donations (id, channel_id, channel, stream_id, donor_id, donor_key, donor_name, anonymous, kind, \
+             amount, currency, streamer_share, fee, message, method, provider, idempotence_key, status, purpose, client_addr, \
+             return_url, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 'subscription', $8, $9, $10, $11, \
+             NULL, $12, $13, $14, 'pending', $15, '', $16, $17, $17)",
+        )
+        .bind(&id)
+        .bind(&c.streamer.id)
+        .bind(&c.streamer.username)
+        .bind(&stream_id)
+        .bind(&c.payer.id)
+        .bind(format!("user:{}", c.payer.id))
+        .bind(&c.payer.username)
+        .bind(c.amount)
+        .bind(c.currency)
+        .bind(share)
+        .bind(fee)
+        .bind(c.method.as_str())
+        .bind(self.provider.name())
+        .bind(c.idempotence_key)
+        .bind(c.purpose.to_string())
+        .bind(self.return_url(c.return_url, &c.streamer.username))
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| ApiError::from(crate::db::unique(e, "charge")))?;
+        Ok(id)
+    }
+
+    /// Creates the provider's payment of a charge from [`Self::insert_charge`]: with a saved
+    /// method it settles now (credited or failed, both once, through the same path as a
+    /// notification); otherwise the payer confirms at the answer's URL.
+    pub(crate) async fn pay_charge(
+        &self,
+        id: &str,
+        saved_method: Option<&str>,
+        save_method: bool,
+    ) -> Result<Charged, ApiError> {
+        let stored = self
+            .stored(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("charge"))?;
+        let d = &stored.d;
+        let (return_url,): (Option<String>,) =
+            sqlx::query_as("SELECT return_url FROM donations WHERE id = $1")
+                .bind(id)
+                .fetch_one(self.db.pool())
+                .await
+                .map_err(db_err)?;
+        let return_url = return_url.unwrap_or_else(|| self.return_url(None, &d.channel));
+        let description = format!("Subscription to {}", d.channel);
+        let created = self
+            .provider
+            .create_payment(&NewPayment {
+                donation_id: id,
+                amount: d.amount,
+                currency: &d.currency,
+                method: &d.payment_method,
+                description: &description,
+                return_url: &return_url,
+                idempotence_key: &format!("pay-{id}"),
+                save_payment_method: save_method,
+                payment_method_id: saved_method,
+            })
+            .await;
+        let payment = match created {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(charge = %id, error = %e, "subscription payment not created");
+                self.fail(id, &e.to_string()).await?;
+                self.kick.notify_one();
+                self.count("payment_failed");
+                return Ok(Charged {
+                    outcome: Outcome::Failed,
+                    confirmation_url: None,
+                    reason: Some(e.to_string()),
+                });
+            }
+        };
+        sqlx::query(
+            "UPDATE donations SET provider_payment_id = $1, confirmation_url = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&payment.id)
+        .bind(&payment.confirmation_url)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_err)?;
+        self.count("started");
+        let outcome = if payment.status == "pending" {
+            Outcome::Unchanged
+        } else {
+            self.sync_payment(&payment.id).await?
+        };
+        Ok(Charged {
+            outcome,
+            confirmation_url: payment.confirmation_url,
+            reason: payment.cancellation_reason,
+        })
+    }
+
+    /// Wakes the event dispatcher (after another area's commit that recorded events).
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
     }
 
     fn count(&self, result: &str) {
@@ -1102,6 +1255,16 @@ impl Payments {
         // accounts, the event counter) last, so they are held only for the commit.
         let fraud = self.card_rules(&mut tx, stored, payment, now).await?;
         catalog::apply_effects(&mut tx, d, now).await?;
+        if d.kind == DonationType::Subscription {
+            crate::subscriptions::repo::charge_paid(
+                &mut tx,
+                &self.cfg.subscriptions,
+                d,
+                payment.payment_method_id.as_deref(),
+                now,
+            )
+            .await?;
+        }
         let posted = ledger::post(
             &mut tx,
             &format!("donation:{}:credit", d.id),
@@ -1224,11 +1387,26 @@ impl Payments {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        let row = sqlx::query("SELECT channel_id, amount, currency FROM donations WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT channel_id, amount, currency, kind, purpose FROM donations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if row.try_get::<String, _>(3).map_err(db_err)? == DonationType::Subscription.as_str() {
+            let purpose: Value =
+                serde_json::from_str(&row.try_get::<String, _>(4).map_err(db_err)?)
+                    .unwrap_or(Value::Null);
+            crate::subscriptions::repo::charge_failed(
+                &mut tx,
+                &self.cfg.subscriptions,
+                id,
+                &purpose,
+                reason,
+            )
+            .await?;
+        }
         events::record(
             &mut tx,
             "DonationProcessed",
@@ -1377,6 +1555,7 @@ impl Payments {
         .await
         .map_err(db_err)?;
         catalog::reverse_effects(&mut tx, d).await?;
+        crate::subscriptions::repo::charge_reversed(&mut tx, d, now).await?;
         events::record(
             &mut tx,
             "DonationRefunded",
@@ -1452,6 +1631,7 @@ impl Payments {
         )
         .await?;
         catalog::reverse_effects(&mut tx, d).await?;
+        crate::subscriptions::repo::charge_reversed(&mut tx, d, now).await?;
         let balance = ledger::balance_for_update(
             &mut tx,
             self.db.is_sqlite(),
@@ -1739,6 +1919,10 @@ impl Payments {
                     return Ok(());
                 };
                 let d = &stored.d;
+                if d.kind == DonationType::Subscription {
+                    // Its Subscription* event carries the alert and the notices.
+                    return Ok(());
+                }
                 let settings = catalog::settings(&self.db, &d.streamer_id).await?;
                 let alert = catalog::alert_for(&settings.alerts, d.amount);
                 let public = catalog::public_donation(d);
@@ -1853,6 +2037,9 @@ impl Payments {
                         .await?;
                     }
                 }
+            }
+            kind if kind.starts_with("Subscription") => {
+                crate::subscriptions::consume(self, e).await?;
             }
             "PayoutCompleted" | "PayoutFailed" => {
                 self.notifications

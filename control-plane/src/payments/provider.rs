@@ -39,6 +39,9 @@ pub(crate) struct ProviderPayment {
     pub(crate) card_fingerprint: Option<String>,
     /// Why it was canceled.
     pub(crate) cancellation_reason: Option<String>,
+    /// The payment method saved for recurring charges (YooKassa's `payment_method.id` when
+    /// `payment_method.saved` is true).
+    pub(crate) payment_method_id: Option<String>,
 }
 
 /// What a provider says about a refund.
@@ -72,6 +75,10 @@ pub(crate) struct NewPayment<'a> {
     pub(crate) return_url: &'a str,
     /// Sent as `Idempotence-Key`: the same key never makes a second payment.
     pub(crate) idempotence_key: &'a str,
+    /// Ask the provider to keep the payment method for later charges without the payer.
+    pub(crate) save_payment_method: bool,
+    /// Charge a saved payment method: no confirmation, the answer is final or pending.
+    pub(crate) payment_method_id: Option<&'a str>,
 }
 
 /// Why a provider call failed.
@@ -196,6 +203,12 @@ pub(crate) fn payment_from_json(v: &Value) -> PResult<ProviderPayment> {
         confirmation_url: str_at(v, &["confirmation", "confirmation_url"]),
         card_fingerprint,
         cancellation_reason: str_at(v, &["cancellation_details", "reason"]),
+        payment_method_id: v
+            .get("payment_method")
+            .filter(|m| m.get("saved").and_then(Value::as_bool) == Some(true))
+            .and_then(|m| m.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -392,14 +405,33 @@ impl Provider for YooKassa {
     }
 
     async fn create_payment(&self, p: &NewPayment<'_>) -> PResult<ProviderPayment> {
-        let body = json!({
-            "amount": amount_json(p.amount, p.currency),
-            "capture": true,
-            "confirmation": {"type": "redirect", "return_url": p.return_url},
-            "payment_method_data": {"type": p.method},
-            "description": p.description.chars().take(128).collect::<String>(),
-            "metadata": {"donation_id": p.donation_id},
-        });
+        let description = p.description.chars().take(128).collect::<String>();
+        let body = match p.payment_method_id {
+            // A recurring charge: the saved method, no confirmation by the payer.
+            Some(method) => json!({
+                "amount": amount_json(p.amount, p.currency),
+                "capture": true,
+                "payment_method_id": method,
+                "description": description,
+                "metadata": {"donation_id": p.donation_id},
+            }),
+            None => {
+                let mut b = json!({
+                    "amount": amount_json(p.amount, p.currency),
+                    "capture": true,
+                    "confirmation": {"type": "redirect", "return_url": p.return_url},
+                    "payment_method_data": {"type": p.method},
+                    "description": description,
+                    "metadata": {"donation_id": p.donation_id},
+                });
+                if p.save_payment_method
+                    && let Some(o) = b.as_object_mut()
+                {
+                    o.insert("save_payment_method".into(), json!(true));
+                }
+                b
+            }
+        };
         let v = self
             .call(
                 http::Method::POST,
@@ -507,16 +539,32 @@ impl Sandbox {
     ) -> Result<bool, sqlx::Error> {
         let status = if succeeded { "succeeded" } else { "canceled" };
         let fp = card.map(crate::secrets::hash_secret);
+        let now = now_ms();
+        // A payment that asked to save its method saves it when it succeeds.
+        let method = format!("sbm-{id}");
         let r = sqlx::query(
-            "UPDATE sandbox_payments SET status = $1, card_fingerprint = $2, updated_at = $3 \
+            "UPDATE sandbox_payments SET status = $1, card_fingerprint = $2, updated_at = $3, \
+             payment_method_id = CASE WHEN save_method = 1 AND $1 = 'succeeded' THEN $5 ELSE NULL END \
              WHERE id = $4 AND status = 'pending'",
         )
         .bind(status)
-        .bind(fp)
-        .bind(now_ms())
+        .bind(&fp)
+        .bind(now)
         .bind(id)
+        .bind(&method)
         .execute(self.db.pool())
         .await?;
+        if r.rows_affected() == 1 && succeeded {
+            sqlx::query(
+                "INSERT INTO sandbox_payment_methods (id, card_fingerprint, created_at) \
+                 SELECT payment_method_id, card_fingerprint, $2 FROM sandbox_payments \
+                 WHERE id = $1 AND payment_method_id IS NOT NULL ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        }
         Ok(r.rows_affected() == 1)
     }
 
@@ -526,13 +574,13 @@ impl Sandbox {
         id: &str,
     ) -> Result<Option<(ProviderPayment, String)>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT id, status, amount, currency, donation_id, card_fingerprint, return_url \
+            "SELECT id, status, amount, currency, donation_id, card_fingerprint, payment_method_id, return_url \
              FROM sandbox_payments WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.db.pool())
         .await?;
-        row.map(|r| Ok((self.row(&r)?, r.try_get(6)?))).transpose()
+        row.map(|r| Ok((self.row(&r)?, r.try_get(7)?))).transpose()
     }
 
     fn row(&self, r: &sqlx::any::AnyRow) -> Result<ProviderPayment, sqlx::Error> {
@@ -548,6 +596,7 @@ impl Sandbox {
             currency: r.try_get(3)?,
             donation_id: r.try_get(4)?,
             card_fingerprint: r.try_get(5)?,
+            payment_method_id: r.try_get(6)?,
         })
     }
 }
@@ -575,9 +624,27 @@ impl Provider for Sandbox {
         }
         let id = format!("sbx-{}", crate::secrets::new_id());
         let now = now_ms();
+        // A charge of a saved method settles at once: succeeded when the method exists.
+        let (status, card, method) = match p.payment_method_id {
+            Some(m) => {
+                let saved: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT card_fingerprint FROM sandbox_payment_methods WHERE id = $1",
+                )
+                .bind(m)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(db_unavailable)?;
+                match saved {
+                    Some((fp,)) => ("succeeded", fp, Some(m.to_owned())),
+                    None => ("canceled", None, None),
+                }
+            }
+            None => ("pending", None, None),
+        };
         sqlx::query(
             "INSERT INTO sandbox_payments (id, idempotence_key, status, amount, currency, method, \
-             donation_id, return_url, created_at, updated_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $8)",
+             donation_id, return_url, created_at, updated_at, save_method, card_fingerprint, payment_method_id) \
+             VALUES ($1, $2, $9, $3, $4, $5, $6, $7, $8, $8, $10, $11, $12)",
         )
         .bind(&id)
         .bind(p.idempotence_key)
@@ -587,6 +654,10 @@ impl Provider for Sandbox {
         .bind(p.donation_id)
         .bind(p.return_url)
         .bind(now)
+        .bind(status)
+        .bind(i64::from(p.save_payment_method))
+        .bind(card)
+        .bind(method)
         .execute(self.db.pool())
         .await
         .map_err(db_unavailable)?;
@@ -595,7 +666,7 @@ impl Provider for Sandbox {
 
     async fn payment(&self, id: &str) -> PResult<ProviderPayment> {
         let r = sqlx::query(
-            "SELECT id, status, amount, currency, donation_id, card_fingerprint FROM sandbox_payments WHERE id = $1",
+            "SELECT id, status, amount, currency, donation_id, card_fingerprint, payment_method_id FROM sandbox_payments WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.db.pool())

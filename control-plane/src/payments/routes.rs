@@ -52,7 +52,7 @@ pub(crate) async fn owned_channel(app: &App, caller: &User, name: &str) -> Resul
     Ok(channel)
 }
 
-fn text_field(field: &str, s: &str, min: usize, max: usize) -> Result<String, ApiError> {
+pub(crate) fn text_field(field: &str, s: &str, min: usize, max: usize) -> Result<String, ApiError> {
     let t = s.trim();
     let n = t.chars().count();
     if n < min || n > max || t.chars().any(char::is_control) {
@@ -746,7 +746,7 @@ pub(crate) async fn handle_chargeback(
     ))
 }
 
-async fn admin_or_cluster(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) async fn admin_or_cluster(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

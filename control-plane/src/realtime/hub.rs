@@ -125,6 +125,10 @@ impl Hub {
             .bind(&self.replica)
             .execute(db.pool())
             .await;
+        let _ = sqlx::query("DELETE FROM presence_users WHERE replica = $1")
+            .bind(&self.replica)
+            .execute(db.pool())
+            .await;
     }
 
     async fn flush_presence(
@@ -136,6 +140,24 @@ impl Hub {
         let now = crate::model::now_ms();
         for channel in channels {
             let count = self.present(channel) as i64;
+            // Who is here (gift series choose among them), beside how many.
+            sqlx::query("DELETE FROM presence_users WHERE replica = $1 AND channel = $2")
+                .bind(&self.replica)
+                .bind(channel)
+                .execute(db.pool())
+                .await?;
+            for user in self.present_users(channel) {
+                sqlx::query(
+                    "INSERT INTO presence_users (replica, channel, user_id, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (replica, channel, user_id) DO UPDATE SET updated_at = $4",
+                )
+                .bind(&self.replica)
+                .bind(channel)
+                .bind(&user)
+                .bind(now)
+                .execute(db.pool())
+                .await?;
+            }
             if count == 0 {
                 sqlx::query("DELETE FROM presence WHERE replica = $1 AND channel = $2")
                     .bind(&self.replica)
@@ -159,6 +181,15 @@ impl Hub {
             sqlx::query("UPDATE presence SET updated_at = $1 WHERE replica = $2")
                 .bind(now)
                 .bind(&self.replica)
+                .execute(db.pool())
+                .await?;
+            sqlx::query("UPDATE presence_users SET updated_at = $1 WHERE replica = $2")
+                .bind(now)
+                .bind(&self.replica)
+                .execute(db.pool())
+                .await?;
+            sqlx::query("DELETE FROM presence_users WHERE updated_at < $1")
+                .bind(now - PRESENCE_STALE_MS)
                 .execute(db.pool())
                 .await?;
             sqlx::query("DELETE FROM presence WHERE updated_at < $1")
@@ -284,6 +315,17 @@ impl Hub {
     /// Sockets in `room` on this replica (presence).
     pub(crate) fn present(&self, room: &str) -> usize {
         self.rooms().get(room).map_or(0, |r| r.subs.len())
+    }
+
+    /// The signed-in users with a socket in `room` on this replica (at most 1000).
+    fn present_users(&self, room: &str) -> Vec<String> {
+        let mut users: Vec<String> = self.rooms().get(room).map_or_else(Vec::new, |r| {
+            r.subs.values().filter_map(|s| s.user_id.clone()).collect()
+        });
+        users.sort_unstable();
+        users.dedup();
+        users.truncate(1000);
+        users
     }
 
     async fn arrived(&self, s: Envelope) {
