@@ -200,8 +200,11 @@ fn order_id(started: &Value) -> String {
     url.rsplit("orderId=").next().unwrap().to_owned()
 }
 
-async fn yookassa_cp(addr: SocketAddr) -> Cp {
+async fn yookassa_cp(addr: SocketAddr, postgres: Option<&str>) -> Cp {
     start(|c| {
+        if let Some(url) = postgres {
+            c.control_plane.database.url = Some(potok_config::DatabaseUrl::new(url));
+        }
         let p = &mut c.control_plane.payments;
         p.provider = potok_config::PaymentProvider::Yookassa;
         p.yookassa.api_url = format!("http://{addr}/v3");
@@ -293,8 +296,19 @@ async fn tier(cp: &Cp, channel: &str, code_: &str) -> Value {
 
 #[tokio::test]
 async fn subscribe_renew_fail_retry_upgrade_cancel_and_chargeback_reconcile() {
+    lifecycle(None).await;
+}
+
+#[tokio::test]
+async fn the_same_lifecycle_on_postgresql() {
+    let url = common::fresh_postgres().await;
+    lifecycle(Some(&url)).await;
+    common::drop_postgres(url.rsplit('/').next().unwrap()).await;
+}
+
+async fn lifecycle(postgres: Option<&str>) {
     let (y, yaddr) = YooKassa::start().await;
-    let cp = yookassa_cp(yaddr).await;
+    let cp = yookassa_cp(yaddr, postgres).await;
     let (_, admin) = cp.account("root", "admin", None).await;
     let (_, alice) = cp.account("alice", "streamer", Some(&admin)).await;
     let (_, bob) = cp.account("bob", "viewer", None).await;
@@ -586,6 +600,7 @@ async fn subscribe_renew_fail_retry_upgrade_cancel_and_chargeback_reconcile() {
         )
         .await;
     assert_eq!(s, 403);
+    drop(cp);
 }
 
 async fn ws(
@@ -625,7 +640,7 @@ async fn ws(
 #[tokio::test]
 async fn gift_series_to_viewers_in_chat_pause_resume_and_subscriber_only_chat() {
     let (y, yaddr) = YooKassa::start().await;
-    let cp = yookassa_cp(yaddr).await;
+    let cp = yookassa_cp(yaddr, None).await;
     let (_, admin) = cp.account("root", "admin", None).await;
     let (_, alice) = cp.account("alice", "streamer", Some(&admin)).await;
     let (_, gifter) = cp.account("gifter", "viewer", None).await;
@@ -805,4 +820,61 @@ fn common_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// `potok all`'s sandbox: the checkout page saves the card, renewals charge it.
+#[tokio::test]
+async fn in_the_sandbox_the_checkout_saves_the_card_and_renewals_charge_it() {
+    let cp = start(|_| {}).await;
+    let (_, admin) = cp.account("root", "admin", None).await;
+    let (_, alice) = cp.account("alice", "streamer", Some(&admin)).await;
+    let (_, bob) = cp.account("bob", "viewer", None).await;
+    let champion = tier(&cp, "alice", "champion").await;
+    let (s, started) = cp
+        .call(
+            "POST",
+            "/api/v1/channels/alice/subscriptions",
+            Some(&bob),
+            Some(json!({"tier_id": champion["id"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{started}");
+    let id = started["subscription"]["id"].as_str().unwrap().to_owned();
+    let url = started["confirmation"]["url"].as_str().unwrap();
+    let pay = url.rsplit('/').next().unwrap();
+    let (s, ack) = cp
+        .call(
+            "POST",
+            &format!("/api/v1/payments/sandbox/{pay}"),
+            None,
+            Some(json!({"succeed": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{ack}");
+    let s1 = sub(&cp, &bob, &id).await;
+    assert_eq!(
+        (
+            s1["status"].as_str(),
+            s1["has_saved_payment_method"].as_bool()
+        ),
+        (Some("active"), Some(true)),
+        "{s1}"
+    );
+    let end = s1["period_end"].as_i64().unwrap();
+    let r = run_at(&cp, &admin, end).await;
+    assert_eq!(r["renewed"], 1, "{r}");
+    assert_eq!(sub(&cp, &bob, &id).await["months"], 2);
+    assert_eq!(balance(&cp, &alice).await, 2 * share(99_900));
+    // The streamer hears of the new subscriber and of the renewal, once each (the overlay's
+    // alerts come from the same events).
+    wait_for(Duration::from_secs(10), async || {
+        let (_, n) = cp
+            .call("GET", "/api/v1/notifications", Some(&alice), None)
+            .await;
+        let n = n.to_string();
+        n.matches("\"event\":\"renewal\"").count() == 1
+            && n.matches("\"event\":\"new\"").count() == 1
+    })
+    .await;
+    reconciles(&cp, &admin).await;
 }

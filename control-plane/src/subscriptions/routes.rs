@@ -757,10 +757,14 @@ pub(crate) async fn offer_renewal_discount(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunBody {
-    /// Unix milliseconds (default: now).
-    #[serde(default, deserialize_with = "crate::api::whole_opt")]
+    /// Unix milliseconds (default: now; `null` is refused).
+    #[serde(default, deserialize_with = "some_whole")]
     #[schema(value_type = i64, minimum = 0, maximum = 9999999999999_i64)]
     at: Option<i64>,
+}
+
+fn some_whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    crate::api::whole(d).map(Some)
 }
 
 /// Run what is due at a time (renewals, retries, pause ends, period ends, notices) — admins
