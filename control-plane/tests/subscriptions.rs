@@ -811,6 +811,43 @@ async fn gift_series_to_viewers_in_chat_pause_resume_and_subscriber_only_chat() 
     let r = run_at(&cp, &admin, end + 7 * DAY).await;
     assert!(r["expired"].as_i64().unwrap() >= 1, "{r}");
     assert_eq!(sub(&cp, &lucky, &gift_id).await["status"], "expired");
+    // A single gift: the giver pays 3 months for the viewer left out.
+    let (s, g) = cp
+        .call(
+            "POST",
+            "/api/v1/channels/alice/gift-subscriptions",
+            Some(&gifter),
+            Some(json!({"recipient": "outsider", "tier_id": supporter["id"], "months": 3})),
+        )
+        .await;
+    assert_eq!((s, g["amount"].as_i64()), (201, Some(3 * 19_900)), "{g}");
+    let pid = order_id(&g);
+    y.succeed(&pid);
+    notify_paid(&cp, &pid).await;
+    let (_, h) = cp
+        .call("GET", "/api/v1/subscriptions", Some(&outsider), None)
+        .await;
+    let o = &h["subscriptions"][0];
+    assert_eq!(
+        o["period_end"].as_i64().unwrap() - o["period_start"].as_i64().unwrap(),
+        3 * PERIOD,
+        "{o}"
+    );
+    // Exclusive emotes: VIP's emote is refused to a Supporter, the plain ones pass.
+    let vip = tier(&cp, "alice", "vip").await;
+    let (s, v) = cp
+        .call(
+            "PATCH",
+            &format!("/api/v1/subscription-tiers/{}", vip["id"].as_str().unwrap()),
+            Some(&alice),
+            Some(json!({"exclusive_emotes": ["aliceVip"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, e) = say(outsider.clone(), "look :aliceVip:").await;
+    assert_eq!((s, code(&e)), (422, "MESSAGE_BLOCKED"), "{e}");
+    let (s, m) = say(outsider.clone(), "hello :wave:").await;
+    assert!(s == 200 || s == 201, "{s} {m}");
     reconciles(&cp, &admin).await;
     drop(sockets);
 }

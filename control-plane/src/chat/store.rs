@@ -467,6 +467,22 @@ impl Chat {
         }
         let badge = crate::subscriptions::repo::entitled_in(&mut tx, &owner, &user.id, now).await?;
         let mut message = self.compose(user, room, seq, text, now).await?;
+        // Exclusive emotes are for their tier's subscribers (the room's staff use any).
+        if !privileged
+            && let Some((emote, tier)) = crate::subscriptions::repo::emote_refused(
+                &mut tx,
+                &owner,
+                &user.id,
+                &message.content.emojis,
+                now,
+            )
+            .await?
+        {
+            return Err(refuse(
+                StreamingErrorCode::MessageBlocked,
+                format!("the emote :{emote}: is for {tier} subscribers"),
+            ));
+        }
         message.content.badge = badge.map(Box::new);
         self.post(tx, message).await.map(Sent::Posted)
     }

@@ -600,3 +600,49 @@ pub(crate) async fn entitled_in(
     })
     .transpose()
 }
+
+/// The first of `codes` (emote codes used in a message) that is exclusive to a tier of the
+/// channel `user_id` does not have now, with that tier's name. A tier includes the exclusive
+/// emotes of every cheaper tier.
+pub(crate) async fn emote_refused(
+    conn: &mut sqlx::AnyConnection,
+    channel_id: &str,
+    user_id: &str,
+    codes: &[String],
+    now: i64,
+) -> Result<Option<(String, String)>, ApiError> {
+    if codes.is_empty() {
+        return Ok(None);
+    }
+    let tiers: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT name, price, emotes FROM subscription_tiers WHERE channel_id = $1 AND emotes <> '[]' ORDER BY price",
+    )
+    .bind(channel_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if tiers.is_empty() {
+        return Ok(None);
+    }
+    let mine: Option<(i64,)> = sqlx::query_as(
+        "SELECT t.price FROM subscriptions s JOIN subscription_tiers t ON t.id = s.tier_id WHERE s.channel_id = $1 \
+         AND s.user_id = $2 AND s.status IN ('active', 'past_due') AND s.access_until > $3",
+    )
+    .bind(channel_id)
+    .bind(user_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let paid = mine.map_or(-1, |m| m.0);
+    for (name, price, emotes) in tiers {
+        if price <= paid {
+            continue;
+        }
+        let list: Vec<String> = serde_json::from_str(&emotes).unwrap_or_default();
+        if let Some(code) = codes.iter().find(|c| list.contains(c)) {
+            return Ok(Some((code.clone(), name)));
+        }
+    }
+    Ok(None)
+}
