@@ -65,6 +65,9 @@ pub struct SubscriptionsConfig {
     pub expiring_notice_days: u32,
     /// How often due renewals, resumptions and notices are looked for.
     pub check_interval: HumanDuration,
+    /// Tests only: `run_subscription_renewals` may be given a time in the future (it would
+    /// charge renewals early). Off: at most a minute ahead of the clock.
+    pub allow_future_runs: bool,
 }
 
 impl Default for SubscriptionsConfig {
@@ -75,6 +78,7 @@ impl Default for SubscriptionsConfig {
             grace_period: HumanDuration::secs(3 * 24 * 3600),
             expiring_notice_days: 3,
             check_interval: HumanDuration::secs(60),
+            allow_future_runs: false,
         }
     }
 }

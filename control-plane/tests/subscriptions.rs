@@ -915,3 +915,25 @@ async fn in_the_sandbox_the_checkout_saves_the_card_and_renewals_charge_it() {
     .await;
     reconciles(&cp, &admin).await;
 }
+
+/// Outside tests, renewals cannot be run ahead of the clock (that would charge early).
+#[tokio::test]
+async fn renewals_cannot_be_run_in_the_future_outside_tests() {
+    let cp = start(|c| c.control_plane.payments.subscriptions.allow_future_runs = false).await;
+    let (_, admin) = cp.account("root", "viewer", None).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let later = json!({"at": now + 2 * 86_400_000});
+    let (s, v) = cp
+        .call(
+            "POST",
+            "/api/v1/subscriptions/renewals",
+            Some(&admin),
+            Some(later),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(run_at(&cp, &admin, now).await["renewed"], json!(0));
+}

@@ -287,7 +287,8 @@ impl Subscriptions {
         }
     }
 
-    /// A channel's tiers, cheapest first; the seed's three are added the first time.
+    /// A channel's tiers, cheapest first; the seed's three are added the first time (for
+    /// streamers' channels).
     pub(crate) async fn tiers(&self, channel: &User) -> Result<Vec<Tier>, ApiError> {
         self.ensure_defaults(channel).await?;
         let rows = sqlx::query(crate::db::sql(format!(
@@ -303,6 +304,10 @@ impl Subscriptions {
     }
 
     async fn ensure_defaults(&self, channel: &User) -> Result<(), ApiError> {
+        // A viewer's account has no channel to subscribe to: no tiers unless it makes some.
+        if channel.role == crate::model::UserRole::Viewer {
+            return Ok(());
+        }
         let (n,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM subscription_tiers WHERE channel_id = $1")
                 .bind(&channel.id)

@@ -783,5 +783,11 @@ pub(crate) async fn run_subscription_renewals(
     if !(0..=9_999_999_999_999).contains(&at) {
         return Err(invalid("at: Unix milliseconds"));
     }
+    // A run in the future would charge renewals early: tests only.
+    if at > now_ms() + 60_000 && !app.payments.cfg.subscriptions.allow_future_runs {
+        return Err(invalid(
+            "at: at most a minute from now (control_plane.payments.subscriptions.allow_future_runs is for tests)",
+        ));
+    }
     Ok(Json(app.subscriptions.run_due(at).await?))
 }

@@ -113,6 +113,12 @@ pub async fn start(tune: impl FnOnce(&mut potok_config::Config)) -> Cp {
     config.node.data_dir = dir.path().to_path_buf();
     config.control_plane.listen = "127.0.0.1:0".parse().unwrap();
     config.cluster.secret = Some(Secret::new(SECRET));
+    // Subscription tests move time forward with run_subscription_renewals.
+    config
+        .control_plane
+        .payments
+        .subscriptions
+        .allow_future_runs = true;
     tune(&mut config);
     config.validate(&[Role::ControlPlane]).unwrap();
     let ctx = potok_service::RoleContext {
