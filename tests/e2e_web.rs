@@ -141,6 +141,8 @@ async fn a_streamer_and_a_viewer_use_the_pages_in_chromium() {
         "overlay_server_speech",
         "directory_thumbnail",
         "dashboard_stream_health",
+        "song_request_in_the_queue",
+        "donation_votes_in_a_competition",
         "dashboard_recordings",
         "offline_plays_last_recording",
         "directory_plays_recording",

@@ -280,6 +280,36 @@ try {
     }
     await goalPage.waitForFunction((b) => Number(document.querySelector('.goal').dataset.current) >= b + 50000, before, { timeout: 15000 });
     passed('goal_bar_moves');
+    // A competition: the dialog offers its options and the donation counts for the one
+    // picked.
+    const comp = await streamer.evaluate((n) => window.Potok.api('POST', '/api/v1/channels/' + n + '/competitions', { title: 'Какую игру дальше?', options: ['Doom', 'Quake'], duration_secs: 600 }), STREAMER);
+    const quake = comp.options.find((x) => x.label === 'Quake').id;
+    await viewer.reload();
+    await viewer.waitForSelector('#donate:not([hidden])', { timeout: 15000 });
+    await viewer.click('#donate');
+    await viewer.waitForSelector('#donate-vote', { timeout: 5000 });
+    await viewer.selectOption('#donate-vote', quake);
+    await viewer.fill('#donate-amount', '150');
+    await viewer.click('#donate-pay');
+    await viewer.waitForSelector('#pay', { timeout: 15000 });
+    await Promise.all([viewer.waitForURL(new RegExp('/' + STREAMER + '\\?donated=1'), { timeout: 15000 }), viewer.click('#pay')]);
+    await viewer.waitForFunction(async ([n, q]) => {
+      const c = await window.Potok.api('GET', '/api/v1/channels/' + n + '/competitions/current');
+      return c && c.options.find((x) => x.id === q).total === 15000;
+    }, [STREAMER, quake], { timeout: 15000, polling: 500 });
+    passed('donation_votes_in_a_competition');
+    // A song request through the same dialog: paid in the sandbox, then in the streamer's
+    // queue (checked on the dashboard below).
+    await viewer.click('#donate');
+    await viewer.click('#donate-dialog .kind.request[data-request="song"]');
+    await viewer.waitForSelector('#donate-request', { state: 'visible', timeout: 5000 });
+    await viewer.fill('#donate-request', 'Кино — Группа крови');
+    await viewer.click('#donate-pay');
+    await viewer.waitForFunction(() => location.pathname.startsWith('/pay/') || (document.getElementById('donate-error') || {}).textContent, null, { timeout: 15000 });
+    if (!new URL(viewer.url()).pathname.startsWith('/pay/')) throw new Error('the request was refused: ' + await viewer.textContent('#donate-error'));
+    await viewer.waitForSelector('#pay', { timeout: 15000 });
+    await Promise.all([viewer.waitForURL(new RegExp('/' + STREAMER + '\\?donated=1'), { timeout: 15000 }), viewer.click('#pay')]);
+    report.song = 'paid';
     report.donations = 'checked';
   }
   // --- thumbnails, recordings on the dashboard, the offline page's last broadcast ----
@@ -301,6 +331,10 @@ try {
       && Number(document.getElementById('health-bitrate').dataset.value) > 100;
   }, null, { timeout: 30000, polling: 500 });
   passed('dashboard_stream_health');
+  if (report.song) {
+    await streamer.waitForFunction(() => [...document.querySelectorAll('#requests li')].some((li) => li.textContent.includes('Кино — Группа крови')), null, { timeout: 20000, polling: 500 });
+    passed('song_request_in_the_queue');
+  }
   await streamer.waitForSelector('#rec-settings:not([hidden]) #rec-retention', { timeout: 15000 });
   await streamer.fill('#rec-retention', '14');
   await streamer.click('#rec-settings button[type=submit]');

@@ -283,13 +283,37 @@
     const method = el('select', { id: 'donate-method', name: 'method' }, ...(o.methods || ['bank_card']).map((m) => el('option', { value: m }, t('donate.method.' + m))));
     const kinds = el('div', { class: 'kinds' });
     let kind = { type: 'money' };
-    const pickKind = (k, btn) => { kind = k; for (const b of kinds.children) b.classList.toggle('picked', b === btn); if (k.price) amount.value = String(k.price / 100); amount.readOnly = !!k.price; };
+    const requestText = el('input', { id: 'donate-request', name: 'request', maxlength: '200' });
+    const requestLink = el('input', { id: 'donate-request-link', name: 'request_link', maxlength: '500', type: 'url', placeholder: 'https://' });
+    const requestBox = el('div', { class: 'request-fields', hidden: true },
+      el('label', {}, t('donate.request'), ' ', requestText), el('label', {}, t('donate.request.link'), ' ', requestLink));
+    const pickKind = (k, btn) => {
+      kind = k;
+      for (const b of kinds.children) b.classList.toggle('picked', b === btn);
+      if (k.price) amount.value = String(k.price / 100);
+      amount.readOnly = !!k.price;
+      requestBox.hidden = !k.request;
+      requestText.required = !!k.request;
+      if (voteBox) voteBox.hidden = k.type !== 'money' || !!k.request;
+    };
+    // A running competition: the donation may vote for one of its options.
+    const comp = o.competition && o.competition.ends_at > Date.now() ? o.competition : null;
+    const vote = comp ? el('select', { id: 'donate-vote', name: 'vote' }, el('option', { value: '' }, t('donate.vote.none')),
+      ...(comp.options || []).map((x) => el('option', { value: x.id }, x.label + ' · ' + P.money(x.total || 0, 'RUB')))) : null;
+    const voteBox = comp ? el('label', { class: 'vote' }, t('donate.vote', { title: comp.title }), ' ', vote) : null;
     const money = el('button', { type: 'button', class: 'kind picked' }, t('donate.kind.money'));
     money.addEventListener('click', () => pickKind({ type: 'money' }, money));
     kinds.append(money);
     for (const g of o.gifts || []) {
       const b = el('button', { type: 'button', class: 'kind gift', 'data-id': g.id }, g.image_url && /^(https:|\/)/.test(g.image_url) ? el('img', { src: g.image_url, alt: '' }) : null, g.name + ' · ' + P.money(g.price, g.currency));
       b.addEventListener('click', () => pickKind({ type: 'virtual_gift', gift_id: g.id, price: g.price }, b));
+      kinds.append(b);
+    }
+    // A song or game request: a paid donation with what is asked (the streamer's queue).
+    for (const rk of ['song', 'game']) {
+      if (!(o.request_price > 0)) break;
+      const b = el('button', { type: 'button', class: 'kind request', 'data-request': rk }, t('donate.kind.' + rk) + ' · ' + P.money(o.request_price, 'RUB'));
+      b.addEventListener('click', () => { pickKind({ type: 'money', request: rk, min: o.request_price }, b); if (P.toMinor(amount.value) < o.request_price) amount.value = String(o.request_price / 100); });
       kinds.append(b);
     }
     for (const it of (o.items || []).filter((i) => i.available)) {
@@ -306,6 +330,8 @@
       o.goal ? el('p', { class: 'goal-line' }, t('donate.goal', { title: o.goal.title }) + ' — ' + t('dash.goal.progress', { current: P.money(P.goal(o.goal).current, o.goal.currency), target: P.money(P.goal(o.goal).target, o.goal.currency) })) : null,
       o.accepting === false ? el('p', { class: 'form-error' }, o.refusal || t('donate.refused')) : null,
       el('fieldset', {}, el('legend', {}, t('donate.kind')), kinds),
+      requestBox,
+      voteBox,
       el('label', {}, t('donate.amount'), ' ', amount, ' ', currency),
       el('p', { class: 'hint' }, t('donate.limits', { min: P.money(cur.min, cur.currency), max: P.money(cur.max, cur.currency) })),
       el('label', {}, t('donate.message'), message),
@@ -319,7 +345,10 @@
       ev.preventDefault();
       err.textContent = '';
       const minor = P.toMinor(amount.value);
-      if (isNaN(minor) || minor < cur.min || minor > cur.max) { err.textContent = t('donate.limits', { min: P.money(cur.min, cur.currency), max: P.money(cur.max, cur.currency) }); return; }
+      const least = Math.max(cur.min, kind.min || 0);
+      if (isNaN(minor) || minor < least || minor > cur.max) { err.textContent = t('donate.limits', { min: P.money(least, cur.currency), max: P.money(cur.max, cur.currency) }); return; }
+      if (kind.request && !requestText.value.trim()) { err.textContent = t('donate.request.needed'); return; }
+      if (kind.request && requestLink.value.trim() && !/^https:\/\/\S+$/.test(requestLink.value.trim())) { err.textContent = t('donate.request.badlink'); return; }
       const body = {
         amount: minor, currency: currency.value, anonymous: anon.checked, method: method.value, type: kind.type,
         return_url: '/' + encodeURIComponent(channel) + '?donated=1',
@@ -328,9 +357,20 @@
       if (name.value.trim()) body.donor_name = name.value.trim();
       if (kind.gift_id) body.gift_id = kind.gift_id;
       if (kind.item_id) body.item_id = kind.item_id;
+      if (vote && vote.value && kind.type === 'money' && !kind.request) { body.competition_id = comp.id; body.option_id = vote.value; }
+      let path = '/api/v1/channels/' + encodeURIComponent(channel) + '/donations', payload = body;
+      if (kind.request) {
+        // The request endpoints take the payment apart from what is asked.
+        const paid = { ...body };
+        delete paid.type;
+        const request = { text: requestText.value.trim() };
+        if (requestLink.value.trim()) request.link = requestLink.value.trim();
+        path = '/api/v1/channels/' + encodeURIComponent(channel) + '/' + kind.request + '-requests';
+        payload = { request, pay: paid };
+      }
       pay.disabled = true;
       try {
-        const r = await P.api('POST', '/api/v1/channels/' + encodeURIComponent(channel) + '/donations', body);
+        const r = await P.api('POST', path, payload);
         try { sessionStorage.setItem('potok_donation', r.donation.id); } catch (_) { /* private mode */ }
         const url = r.confirmation && r.confirmation.url;
         // The provider's checkout (YooKassa) or the sandbox's page: a web URL, never a script.
