@@ -44,16 +44,6 @@ fn saved_path(data_dir: &Path) -> PathBuf {
     data_dir.join("demo-account.json")
 }
 
-fn random_password() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 18];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
-        &mut bytes,
-    )
-    .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn save(path: &Path, saved: &Saved) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -79,7 +69,7 @@ pub async fn seed(cp: SocketAddr, data_dir: &Path) -> anyhow::Result<Demo> {
         Err(_) => {
             let saved = Saved {
                 username: CHANNEL.to_owned(),
-                password: random_password()?,
+                password: crate::random_key()?,
             };
             let made: Result<Value, CallError> = anonymous
                 .post(

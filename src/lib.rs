@@ -317,12 +317,13 @@ impl App {
 }
 
 /// 128 random bits as hex, from the kernel.
-fn random_key() -> anyhow::Result<String> {
+/// 128 random bits as hex (the demo stream key, the demo account's password).
+pub(crate) fn random_key() -> anyhow::Result<String> {
     use std::io::Read as _;
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for the demo stream key")?;
+        .context("cannot read /dev/urandom for a random key")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

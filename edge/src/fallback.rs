@@ -191,18 +191,20 @@ async fn vod(
     let parts: Vec<&str> = path.split('/').collect();
     let store = &stored.store;
     // Playlists are read from the store every time: a deletion shows at once.
+    let playlist = |read: Result<String, potok_storage::RecordingError>| {
+        read.map(|t| {
+            stored_response(
+                StatusCode::OK,
+                PLAYLIST,
+                "public, max-age=60",
+                Bytes::from(t),
+            )
+        })
+        .map_err(Arc::new)
+    };
     let result: StoreRead<Response> = match parts.as_slice() {
-        [id, "master.m3u8"] => recordings::master_playlist(store, id)
-            .await
-            .map(|t| {
-                stored_response(
-                    StatusCode::OK,
-                    PLAYLIST,
-                    "public, max-age=60",
-                    Bytes::from(t),
-                )
-            })
-            .map_err(Arc::new),
+        [id, "master.m3u8"] => playlist(recordings::master_playlist(store, id).await),
+        // A deleted recording's poster goes with it (the manifest is the gate).
         [id, "poster.jpg"] => match stored.manifest(id).await {
             Ok(_) => stored
                 .media(recordings::poster_key(id))
@@ -210,17 +212,9 @@ async fn vod(
                 .map(|b| stored_response(StatusCode::OK, "image/jpeg", "public, max-age=3600", b)),
             Err(e) => Err(e),
         },
-        [id, rendition, "index.m3u8"] => recordings::media_playlist(store, id, rendition)
-            .await
-            .map(|t| {
-                stored_response(
-                    StatusCode::OK,
-                    PLAYLIST,
-                    "public, max-age=60",
-                    Bytes::from(t),
-                )
-            })
-            .map_err(Arc::new),
+        [id, rendition, "index.m3u8"] => {
+            playlist(recordings::media_playlist(store, id, rendition).await)
+        }
         [id, rendition, file] => {
             let media = match crate::object::parse(&format!("/live/x/{rendition}/{file}"), None) {
                 Ok(o) if matches!(o.class, Class::Segment | Class::Init) => o,

@@ -624,6 +624,13 @@ impl Streams {
             return;
         };
         let max = rec.max_duration.as_secs_f64();
+        // Summing every segment of a long recording at each segment's end is the cost here;
+        // a live publisher's media runs with the clock (a burst of at most seconds), so far
+        // from the limit by the clock there is nothing to sum. `finish` keeps at most `max`
+        // either way.
+        if ((now_ms() - rec.started_ms) as f64 / 1000.0) + 30.0 < max {
+            return;
+        }
         let recorded = |r: &Rendition| -> f64 {
             r.vod
                 .iter()
@@ -903,13 +910,15 @@ impl Streams {
     /// The seed's `getStreamHealth` for `name`: the ingest's rates and the ladder's rungs.
     pub(crate) fn health(&self, name: &str) -> Option<potok_config::wire::StreamHealth> {
         let stream = self.get(name)?;
-        let st = stream.lock();
-        let rates = st.ingest.rates(std::time::Instant::now());
+        // The ladder's metrics are collected (every stream's series) before the stream's
+        // lock is taken: its ingest waits for nothing of that.
         let ladder = self
             .settings
             .transcode
             .as_ref()
             .map(|t| t.metrics().stream_stats(name));
+        let st = stream.lock();
+        let rates = st.ingest.rates(std::time::Instant::now());
         let source = st.rendition(SOURCE);
         let rungs: Vec<potok_config::wire::RungHealth> = st
             .renditions
